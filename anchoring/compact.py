@@ -11,17 +11,16 @@ runs it can COPY as rows (level, index + i, hash).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from hashlib import sha256
 from typing import NamedTuple
 
-from anchoring.rfc6962 import EMPTY_ROOT, HASH_SIZE, NODE_PREFIX, node_hash
+from anchoring.rfc6962 import EMPTY_ROOT, HASH_SIZE, node_hash, node_hashes
 
 
 class NodeId(NamedTuple):
     """The perfect subtree at `level` whose leftmost leaf is `index * 2**level`."""
 
     level: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index: (level, index) is the usual name
 
 
 NodeSink = Callable[[int, int, Sequence[bytes]], None]
@@ -104,20 +103,17 @@ class CompactRange:
         # Work on a copy so that a failing `on_nodes` leaves the range as it was.
         stack = self._hashes.copy()  # smallest subtree last: it is the one a new node pairs with
         leftovers: list[bytes] = []
-        run = list(leaf_hashes)
+        run = leaf_hashes
         level, index = 0, self._size
         while run:
             if on_nodes is not None:
                 on_nodes(level, index, run)
             # An odd first index means its left sibling is this level's node of the compact range.
             start = index & 1
+            end = len(run) - (len(run) - start) % 2
             parents = [node_hash(stack.pop(), run[0])] if start else []
-            # Inlined node_hash: the comprehension is where append spends its time (target P3).
-            parents += [
-                sha256(NODE_PREFIX + left + right).digest()
-                for left, right in zip(run[start::2], run[start + 1 :: 2], strict=False)
-            ]
-            if (len(run) - start) & 1:
+            parents += node_hashes(run[start:end:2], run[start + 1 : end : 2])
+            if end < len(run):
                 leftovers.append(run[-1])
             run = parents
             level, index = level + 1, index >> 1

@@ -110,7 +110,10 @@ class VerifiedEnvelope:
 
 
 def envelope_hash(raw: bytes) -> bytes:
-    """SHA-256 of the envelope bytes: the next envelope's `prev`, and the Merkle log's leaf data."""
+    """SHA-256 of the envelope bytes: the next envelope's `prev` and its id in the database.
+
+    (The Merkle log's leaf is over the envelope bytes themselves: SHA-256(0x00 || raw), RFC 9162.)
+    """
     return hashlib.sha256(raw).digest()
 
 
@@ -151,7 +154,7 @@ def _strict_loads(data: bytes) -> Any:
         item = cbor2.CBORDecoder(stream).decode()
     except Exception as e:  # cbor2 raises many types for bad input; convert once, here
         raise MalformedCbor(f"{type(e).__name__}: {str(e)[:200]}") from None
-    if item is cbor2.break_marker:  # a lone 0xff "break" code is not a data item
+    if item is cbor2.break_marker:  # type: ignore[attr-defined]  # a lone 0xff "break" code is not a data item
         raise MalformedCbor("a break code where a data item was expected")
     if stream.tell() != len(data):
         raise TrailingBytes(f"{len(data) - stream.tell()} bytes after the item")

@@ -27,7 +27,9 @@ class Reason(enum.StrEnum):
     BAD_TOPIC = "bad_topic"
     TOPIC_MISMATCH = "topic_mismatch"
     UNKNOWN_KEY = "unknown_key"
+    KEY_WRONG_DEVICE = "key_wrong_device"
     UNKNOWN_DEVICE = "unknown_device"
+    PROJECT_MISMATCH = "project_mismatch"
     KEY_REVOKED = "key_revoked"
     KEY_NOT_VALID_AT_TIME = "key_not_valid_at_time"
     REPLAY_CONFLICT = "replay_conflict"
@@ -50,7 +52,9 @@ _MESSAGES: dict[Reason, str] = {
     Reason.BAD_TOPIC: "the MQTT topic is not a valid envelope topic",
     Reason.TOPIC_MISMATCH: "the topic's device id differs from the signed device id",
     Reason.UNKNOWN_KEY: "no enrolled key has this key id",
+    Reason.KEY_WRONG_DEVICE: "the signing key is enrolled to a different device",
     Reason.UNKNOWN_DEVICE: "the device is not enrolled",
+    Reason.PROJECT_MISMATCH: "the topic's project id differs from the device's enrolled project",
     Reason.KEY_REVOKED: "the signing key has been revoked",
     Reason.KEY_NOT_VALID_AT_TIME: "the signing key was not valid at the envelope's device time or arrival",
     Reason.REPLAY_CONFLICT: "a different envelope with the same device and seq is already stored",

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from edge_agent.sources.config import (
+    SOURCE_CONFIG,
+    CsvSourceConfig,
+    FaultConfig,
+    SimulatedSourceConfig,
+    SourceConfig,
+    SunSpecSourceConfig,
+)
 from protocol.envelope import Reading
+
+__all__ = [
+    "SOURCE_CONFIG", "CsvSourceConfig", "FaultConfig", "MeterSource", "SimulatedSourceConfig", "SourceConfig",
+    "SourceError", "SunSpecSourceConfig", "build_source",
+]
 
 
 class MeterSource(Protocol):
@@ -22,3 +35,26 @@ class MeterSource(Protocol):
 
 class SourceError(Exception):
     """The meter could not be read (connection refused, timeout, invalid register values)."""
+
+
+def build_source(config: SourceConfig) -> MeterSource:
+    """Open the source a validated configuration describes (see edge_agent.sources.config).
+
+    Each kind's module is imported here, on demand: a gateway reading SunSpec meters never loads
+    the simulators, and one replaying CSV never loads pymodbus.
+    """
+    match config:
+        case SunSpecSourceConfig():
+            from edge_agent.sources.sunspec import SunSpecSource
+
+            return SunSpecSource(config.host, config.port, unit_id=config.unit_id, timeout_s=config.timeout_s,
+                                 meter_power_positive=config.meter_power_positive)
+        case CsvSourceConfig():
+            from edge_agent.sources.csv_replay import CsvReplaySource
+
+            return CsvReplaySource(config.path, restamp=config.restamp)
+        case SimulatedSourceConfig():
+            from edge_agent.sources.simulated import SimulatedSource
+
+            return SimulatedSource.from_config(config)
+    raise TypeError(f"not a source configuration: {config!r}")
