@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +14,25 @@ from managed_services.mosquitto import Mosquitto
 
 
 @pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path / "mosquitto").start()
+def broker_dir() -> Iterator[Path]:
+    """A directory mosquitto's service user can reach.
+
+    pytest's tmp_path lies under a 0700 directory, and mosquitto started as root drops to user
+    `mosquitto` before reading its password file and saving its persistence file; there it could
+    do neither, and sessions would be lost across a restart.
+    """
+    path = Path(tempfile.mkdtemp(prefix="mrv-broker-"))
+    path.chmod(0o755)
     try:
-        yield broker
+        yield path
     finally:
-        broker.kill()
+        shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def mosquitto_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+@pytest.fixture
+def mosquitto(broker_dir: Path) -> Iterator[Mosquitto]:
+    """A broker whose sessions and queued messages survive stop() / start()."""
+    broker = Mosquitto(broker_dir / "mosquitto").start()
     try:
         yield broker
     finally:

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from edge_agent.errors import OutboxError
+from edge_agent.outbox import (
+    ROW_OVERHEAD_BYTES,
+    AlarmCode,
+    Draft,
+    Outbox,
+    OverflowPolicy,
+    SeqRange,
+    seq_ranges,
+)
+from protocol import Ed25519Signer, Metric, Reading, Signer, parse_envelope
+from tests.edge_agent.helpers import check_chains
+
+T0 = 1_750_000_000_000
+DEVICES = ("inv-1", "inv-2")
+
+
+@pytest.fixture
+def signers() -> dict[str, Signer]:
+    return {device: Ed25519Signer.generate() for device in DEVICES}
+
+
+def drafts(signers: Mapping[str, Signer], t: int, energy: int = 1000) -> list[Draft]:
+    return [Draft(device, t, (Reading(Metric.ENERGY_EXPORT_WH, t, energy),), signer)
+            for device, signer in signers.items()]
+
+
+def queued(outbox: Outbox, device: str) -> list[bytes]:
+    return [raw for _, raw in outbox.pending(device, -1, 1_000_000)]
+
+
+def keys(signers: Mapping[str, Signer]) -> dict[str, bytes]:
+    return {device: signer.public_key for device, signer in signers.items()}
+
+
+def next_seqs(outbox: Outbox) -> dict[str, int]:
+    return {d.device_id: d.next_seq for d in outbox.status().devices}
+
+
+def test_append_assigns_seq_and_prev_per_device(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        for i in range(5):
+            result = outbox.append(drafts(signers, T0 + i * 10_000, 1000 + i), T0 + i * 10_000)
+            assert [(a.device_id, a.seq) for a in result.appended] == [(d, i) for d in DEVICES]
+        copies = [raw for device in DEVICES for raw in queued(outbox, device)]
+        assert next_seqs(outbox) == {"inv-1": 5, "inv-2": 5}
+        check_chains(copies, keys(signers), next_seqs(outbox))
+        assert [s for s, _ in outbox.pending("inv-1", 1, 2)] == [2, 3]
+
+
+def test_a_batch_of_many_devices_is_one_append(tmp_path: Path) -> None:
+    fleet = {f"meter-{i:03d}": Ed25519Signer.generate() for i in range(100)}
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        result = outbox.append(drafts(fleet, T0), T0)
+        assert len(result.appended) == 100
+        assert outbox.status().queued == 100
+
+
+def test_seq_is_never_reused_after_delete_or_reopen(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    path = tmp_path / "o.sqlite"
+    with Outbox(path) as outbox:
+        outbox.append(drafts(signers, T0), T0)
+        outbox.append(drafts(signers, T0 + 1), T0 + 1)
+        first = queued(outbox, "inv-1")
+        assert outbox.delete({"inv-1": [0, 1], "inv-2": [0, 1]}, T0 + 2) == 4
+        assert outbox.status().queued == 0
+    with Outbox(path) as outbox:
+        result = outbox.append(drafts(signers, T0 + 3), T0 + 3)
+        assert {a.seq for a in result.appended} == {2}
+        check_chains(first + queued(outbox, "inv-1"), {"inv-1": signers["inv-1"].public_key}, {"inv-1": 3})
+
+
+def test_two_connections_share_one_chain(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    with Outbox(tmp_path / "o.sqlite") as a, Outbox(tmp_path / "o.sqlite") as b:
+        for i in range(4):
+            (a if i % 2 else b).append(drafts(signers, T0 + i), T0 + i)
+        check_chains([raw for d in DEVICES for raw in queued(a, d)], keys(signers), {d: 4 for d in DEVICES})
+
+
+def test_invalid_readings_consume_no_seq(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    bad = Draft("inv-1", T0, (Reading(Metric.IRRADIANCE_W_M2, T0, 5000.0),), signers["inv-1"])
+    empty = Draft("inv-2", T0, (), signers["inv-2"])
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        result = outbox.append([bad, empty], T0)
+        assert [i.device_id for i in result.invalid] == ["inv-1", "inv-2"]
+        assert "irradiance" in result.invalid[0].reason
+        assert outbox.append(drafts(signers, T0 + 1), T0 + 1).appended[0].seq == 0
+
+
+def test_delete_records_the_last_ack_and_frees_the_budget(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        for i in range(3):
+            outbox.append(drafts(signers, T0 + i), T0 + i)
+        assert outbox.status().used_bytes > 0
+        assert outbox.delete({"inv-1": [0, 1]}, T0 + 50) == 2
+        assert outbox.delete({"inv-1": [1]}, T0 + 50) == 0  # the PUBACK of a re-sent duplicate
+        inv1 = next(d for d in outbox.status().devices if d.device_id == "inv-1")
+        assert (inv1.queued, inv1.last_seq, inv1.acked_seq, inv1.acked_ms) == (1, 2, 1, T0 + 50)
+        outbox.delete({"inv-1": [2], "inv-2": [0, 1, 2]}, T0 + 60)
+        assert outbox.status().used_bytes == 0
+
+
+def test_the_outbox_file_is_wal_and_survives_reopen(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    path = tmp_path / "o.sqlite"
+    with Outbox(path) as outbox:
+        outbox.append(drafts(signers, T0), T0)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_missing_or_uninitialised_outbox_is_an_error_when_not_creating(tmp_path: Path) -> None:
+    with pytest.raises(OutboxError, match="no outbox"):
+        Outbox(tmp_path / "absent.sqlite", create=False)
+    sqlite3.connect(tmp_path / "empty.sqlite").close()  # the file exists, the schema does not yet
+    with pytest.raises(OutboxError, match="not initialised yet"):
+        Outbox(tmp_path / "empty.sqlite", create=False)
+
+
+def test_a_file_that_is_not_an_outbox_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(OutboxError, match="not a database"):
+        Outbox(path)
+
+
+def budget_for(envelopes: int, signers: Mapping[str, Signer], tmp_path: Path) -> int:
+    """max_bytes that holds exactly `envelopes` of the size `drafts` produces."""
+    with Outbox(tmp_path / "probe.sqlite") as probe:
+        size = probe.append(drafts(signers, T0)[:1], T0).appended[0].size
+    return envelopes * (size + ROW_OVERHEAD_BYTES)
+
+
+def test_drop_oldest_keeps_the_bound_and_records_every_eviction(tmp_path: Path,
+                                                               signers: dict[str, Signer]) -> None:
+    budget = budget_for(10, signers, tmp_path)
+    with Outbox(tmp_path / "o.sqlite", max_bytes=budget, policy=OverflowPolicy.DROP_OLDEST) as outbox:
+        evicted: list[SeqRange] = []
+        for i in range(30):
+            result = outbox.append(drafts(signers, T0 + i * 10_000), T0 + i * 10_000)
+            assert len(result.appended) == 2 and not result.refused
+            evicted += result.evicted
+            assert outbox.status().used_bytes <= budget
+        for device in DEVICES:
+            kept = [s for s, _ in outbox.pending(device, -1, 100)]
+            ranges = outbox.evicted_ranges(device)
+            assert [(r.first_seq, r.last_seq) for r in ranges] == [(0, 29 - len(kept))]  # merged into one
+            assert sum(r.count for r in evicted if r.device_id == device) == 30 - len(kept)
+            # Nothing silently dropped: every seq is either still queued or recorded as evicted.
+            evicted_seqs = [s for r in ranges for s in range(r.first_seq, r.last_seq + 1)]
+            assert sorted(kept + evicted_seqs) == list(range(30))
+        alarms = outbox.alarms()
+        assert {(a.code, a.device_id) for a in alarms} == {(AlarmCode.OUTBOX_EVICTED, d) for d in DEVICES}
+        assert "evicted" in alarms[0].describe() and alarms[0].to_json()["ranges"]
+
+
+def test_refuse_new_drops_nothing_and_resumes_without_a_gap(tmp_path: Path,
+                                                             signers: dict[str, Signer]) -> None:
+    budget = budget_for(6, signers, tmp_path)
+    with Outbox(tmp_path / "o.sqlite", max_bytes=budget, policy=OverflowPolicy.REFUSE_NEW) as outbox:
+        for i in range(3):
+            assert len(outbox.append(drafts(signers, T0 + i), T0 + i).appended) == 2
+        before = {d: queued(outbox, d) for d in DEVICES}
+        for i in range(3, 8):
+            result = outbox.append(drafts(signers, T0 + i), T0 + i)
+            assert result.refused == DEVICES and not result.appended and not result.evicted
+        assert {d: queued(outbox, d) for d in DEVICES} == before
+        [alarm, _] = outbox.alarms()
+        assert (alarm.code, alarm.count) == (AlarmCode.OUTBOX_REFUSED, 5)
+        assert (alarm.first_ms, alarm.last_ms) == (T0 + 3, T0 + 7)
+        outbox.delete({d: [0, 1, 2] for d in DEVICES}, T0 + 8)
+        assert [a.seq for a in outbox.append(drafts(signers, T0 + 9), T0 + 9).appended] == [3, 3]
+
+
+def test_a_budget_smaller_than_one_envelope_refuses_rather_than_overflows(tmp_path: Path,
+                                                                          signers: dict[str, Signer]) -> None:
+    with Outbox(tmp_path / "o.sqlite", max_bytes=100) as outbox:
+        assert outbox.append(drafts(signers, T0), T0).refused == DEVICES
+        assert outbox.status().queued == 0
+
+
+def test_the_chain_continues_across_evictions(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    """Chain state is kept apart from the queue: evicting envelopes never rewinds seq or prev."""
+    budget = budget_for(2, signers, tmp_path)
+    one = {"inv-1": signers["inv-1"]}
+    with Outbox(tmp_path / "o.sqlite", max_bytes=budget) as outbox:
+        all_copies = []
+        for i in range(6):
+            outbox.append(drafts(one, T0 + i), T0 + i)
+            all_copies += queued(outbox, "inv-1")
+        assert [parse_envelope(raw).payload.seq for raw in queued(outbox, "inv-1")][-1] == 5
+        check_chains(all_copies, keys(one), {"inv-1": 6})
+
+
+def test_seq_ranges_groups_consecutive_seqs_per_device() -> None:
+    rows = [("a", 1), ("b", 7), ("a", 2), ("a", 3), ("b", 8), ("a", 5)]
+    assert seq_ranges(rows) == [SeqRange("a", 1, 3), SeqRange("a", 5, 5), SeqRange("b", 7, 8)]
+    assert seq_ranges([]) == []
+    assert SeqRange("a", 1, 3).count == 3
