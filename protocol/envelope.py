@@ -20,7 +20,7 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cbor2
 
@@ -128,16 +128,13 @@ def _sig_structure(protected: bytes, payload_bytes: bytes) -> bytes:
 
 def encode_payload(payload: Payload) -> bytes:
     """Deterministic CBOR of a payload; validates it first, so nothing invalid is ever signed."""
-    encoded = _encode({
-        _K_VERSION: payload.version,
-        _K_DEVICE: payload.device_id,
-        _K_SEQ: payload.seq,
-        _K_PREV: payload.prev,
-        _K_TIME: payload.device_time_ms,
-        _K_READINGS: [[r.metric, r.ts_ms, r.value, r.quality] for r in payload.readings],
-    })
-    decode_payload(encoded)
-    return encoded
+    p = payload
+    _check_header(p.version, p.device_id, p.seq, p.prev, p.device_time_ms, p.readings)
+    rows = [[int(r.metric), r.ts_ms, r.value, r.quality] for r in p.readings]
+    for i, row in enumerate(rows):
+        _check_reading(row, i)
+    return _encode({_K_VERSION: p.version, _K_DEVICE: p.device_id, _K_SEQ: p.seq, _K_PREV: p.prev,
+                    _K_TIME: p.device_time_ms, _K_READINGS: rows})
 
 
 def sign_envelope(payload: Payload, signer: Signer) -> bytes:
@@ -165,7 +162,7 @@ def _is_uint(value: object, limit: int = _MAX_U63) -> bool:
     return type(value) is int and 0 <= value <= limit
 
 
-def _decode_reading(item: object, index: int) -> Reading:
+def _check_reading(item: object, index: int) -> None:
     if not (type(item) is list and len(item) == 4):
         raise InvalidPayload(f"reading {index} is not [metric, ts_ms, value, quality]")
     metric, ts_ms, value, quality = item
@@ -185,7 +182,24 @@ def _decode_reading(item: object, index: int) -> Reading:
         raise InvalidPayload(f"reading {index}: {info.name} must be a finite number")
     if not info.min_value <= value <= info.max_value:
         raise InvalidPayload(f"reading {index}: {info.name} {value} outside [{info.min_value}, {info.max_value}]")
-    return Reading(metric, ts_ms, value, quality)
+
+
+def _check_header(version: object, device_id: object, seq: object, prev: object, device_time: object,
+                  readings: object) -> None:
+    if version != FORMAT_VERSION or type(version) is not int:
+        raise UnsupportedVersion(f"version {version!r}")
+    if not is_valid_id(device_id):
+        raise InvalidPayload("device_id is not a valid id")
+    device_id = cast(str, device_id)
+    if not _is_uint(seq):
+        raise InvalidPayload("seq must be an unsigned integer", device_id=device_id)
+    seq = cast(int, seq)
+    if type(prev) is not bytes or len(prev) != HASH_BYTES:
+        raise InvalidPayload("prev must be 32 bytes", device_id=device_id, seq=seq)
+    if not _is_uint(device_time):
+        raise InvalidPayload("device_time_ms must be an unsigned integer", device_id=device_id, seq=seq)
+    if type(readings) not in (list, tuple) or not 1 <= len(readings) <= MAX_READINGS:  # type: ignore[arg-type]
+        raise InvalidPayload(f"readings must be a list of 1-{MAX_READINGS}", device_id=device_id, seq=seq)
 
 
 def decode_payload(payload_bytes: bytes) -> Payload:
@@ -193,30 +207,21 @@ def decode_payload(payload_bytes: bytes) -> Payload:
     data = _strict_loads(payload_bytes)
     if type(data) is not dict or set(data) != _PAYLOAD_KEYS:
         raise InvalidPayload("the payload must be a map with exactly the keys 1-6")
-    version = data[_K_VERSION]
-    if version != FORMAT_VERSION or type(version) is not int:
-        raise UnsupportedVersion(f"version {version!r}")
-    device_id, seq, prev, device_time = data[_K_DEVICE], data[_K_SEQ], data[_K_PREV], data[_K_TIME]
-    if not is_valid_id(device_id):
-        raise InvalidPayload("device_id is not a valid id")
-    if not _is_uint(seq):
-        raise InvalidPayload("seq must be an unsigned integer", device_id=device_id)
-    if type(prev) is not bytes or len(prev) != HASH_BYTES:
-        raise InvalidPayload("prev must be 32 bytes", device_id=device_id, seq=seq)
-    if not _is_uint(device_time):
-        raise InvalidPayload("device_time_ms must be an unsigned integer", device_id=device_id, seq=seq)
-    items = data[_K_READINGS]
-    if type(items) is not list or not 1 <= len(items) <= MAX_READINGS:
-        raise InvalidPayload(f"readings must be a list of 1-{MAX_READINGS}", device_id=device_id, seq=seq)
+    device_id, seq, items = data[_K_DEVICE], data[_K_SEQ], data[_K_READINGS]
+    _check_header(data[_K_VERSION], device_id, seq, data[_K_PREV], data[_K_TIME], items)
+    if type(items) is not list:
+        raise InvalidPayload("readings must be an array", device_id=device_id, seq=seq)
     try:
-        readings = tuple(_decode_reading(item, i) for i, item in enumerate(items))
+        for i, item in enumerate(items):
+            _check_reading(item, i)
     except InvalidPayload as e:
         e.device_id, e.seq = device_id, seq
         raise
     if _encode(data) != payload_bytes:
         raise NonCanonicalEncoding("re-encoding the payload gives different bytes",
                                    device_id=device_id, seq=seq)
-    return Payload(device_id, seq, prev, device_time, readings, version)
+    readings = tuple(Reading(m, t, v, q) for m, t, v, q in items)
+    return Payload(device_id, seq, data[_K_PREV], data[_K_TIME], readings, data[_K_VERSION])
 
 
 def parse_envelope(raw: bytes) -> ParsedEnvelope:
