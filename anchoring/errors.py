@@ -128,3 +128,20 @@ class LedgerCorrupted(LedgerError):
 class ReceiptInvalid(LedgerError):
     code = "ledger.receipt_invalid"
     message = "the anchor receipt does not match the ledger"
+
+
+class LogInconsistent(AnchoringError):
+    """The stored log does not extend its last signed checkpoint, or changed under the sequencer."""
+
+    code = "log.inconsistent"
+    message = "the stored log is not consistent with its signed history"
+
+
+class MalformedBundle(AnchoringError):
+    code = "bundle.malformed"
+    message = "the evidence bundle is not well-formed"
+
+
+class NotLogged(AnchoringError):
+    code = "log.not_logged"
+    message = "the envelope is not in the log, or no checkpoint covers it yet"

@@ -21,28 +21,38 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 
+from anchoring.evidence import build_bundle
+from anchoring.keyfile import read_log_key
+from anchoring.sequencer import log_status
 from edge_agent.agent import Device, EdgeAgent
 from edge_agent.clock import SimulatedClock
 from edge_agent.config import AgentSettings, MqttConfig
+from edge_agent.sources import MeterSource
 from ingest.broker_auth import write_broker_files, write_credential
 from ingest.migrate import migrate, schema_status
 from ingest.registry import MeterRole, PlantKind, broker_accounts, enroll_device, set_ingest_account
 from managed_services._process import free_port
+from managed_services.anvil import Anvil
 from managed_services.mosquitto import Mosquitto
 from managed_services.postgres import Postgres
+from protocol.envelope import Reading
 from protocol.keys import PublicKeyRecord
+from protocol.metrics import Quality
 from protocol.topics import up_topic
 from simulators.attacks import flip_payload_bit
 from simulators.fleet import Fleet, FleetConfig
 from simulators.signing import device_signer
 
-PROJECT = "demo-solar-wind"
-HOUR_MS = 3_600_000
+PROJECTS = {"pv": "demo-solar", "wind": "demo-wind"}  # one project per technology
+ORIGIN = "demo.mrv.local/log"
+DAY_MS = 86_400_000
 
 
 def say(message: str) -> None:
@@ -56,9 +66,28 @@ def counts(conn: psycopg.Connection) -> tuple[int, int, dict[str, int]]:
     return (envelopes[0] if envelopes else 0), (readings[0] if readings else 0), reasons
 
 
+def mrv_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mrv_cli", *args]
+
+
+@contextmanager
+def background(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A service process for the demo's lifetime, stopped with SIGTERM (then SIGKILL) at the end."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @contextmanager
 def ingest_process(workdir: Path, broker: Mosquitto, db: Postgres, password: str) -> Iterator[Path]:
-    """A real `mrv ingest run` worker, stopped with SIGTERM at the end; yields its log path."""
+    """A real `mrv ingest run` worker; yields its log path once it is subscribed."""
     password_file = write_credential(workdir / "broker" / "credentials", "ingest", password)
     config = workdir / "ingest.toml"
     health_port = free_port()
@@ -67,18 +96,9 @@ def ingest_process(workdir: Path, broker: Mosquitto, db: Postgres, password: str
         f'password_file = "{password_file}"\nclient_id = "ingest-demo"\n\n'
         f'[database]\nconninfo = "{db.conninfo()}"\n\n[http]\nport = {health_port}\n')
     log_path = workdir / "ingest.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "mrv_cli", "ingest", "run", "--config", str(config)],
-                                stdout=log, stderr=log)
-    try:
+    with background(mrv_command("ingest", "run", "--config", str(config)), log_path) as proc:
         wait_healthy(f"http://127.0.0.1:{health_port}/healthz", proc, log_path)
         yield log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
@@ -106,11 +126,26 @@ def enroll_fleet(conn: psycopg.Connection, fleet: Fleet, valid_from: dt.datetime
     passwords: dict[str, str] = {}
     for device in fleet.devices:
         signer = device_signer(fleet.config.seed, device.device_id)
-        kind = PlantKind.PV if device.config.kind.value == "pv" else PlantKind.WIND
+        kind = PlantKind(device.config.kind.value)
         passwords[device.device_id] = enroll_device(
-            conn, PublicKeyRecord(device.device_id, signer.public_key), project_id=PROJECT,
+            conn, PublicKeyRecord(device.device_id, signer.public_key), project_id=PROJECTS[kind.value],
             role=MeterRole.MAIN, kind=kind, capacity_w=int(device.config.capacity_w), valid_from=valid_from)
     return passwords
+
+
+class AsMeteredSource:
+    """A simulated plant presented as its revenue meter would report it, without the SIMULATED flag,
+    so that the demo's monitoring report credits its energy. Demo only: simulated data anywhere
+    else keeps the flag and the MRV engine never credits it."""
+
+    def __init__(self, source: MeterSource) -> None:
+        self._source = source
+
+    def read(self, now_ms: int) -> list[Reading]:
+        return [replace(r, quality=r.quality & ~int(Quality.SIMULATED)) for r in self._source.read(now_ms)]
+
+    def close(self) -> None:
+        self._source.close()
 
 
 def run_fleet(fleet: Fleet, passwords: dict[str, str], broker: Mosquitto, workdir: Path,
@@ -120,7 +155,8 @@ def run_fleet(fleet: Fleet, passwords: dict[str, str], broker: Mosquitto, workdi
     settings = AgentSettings(data_dir=workdir / "gateway", interval_s=fleet.config.interval_s, clock_speed=speed,
                              mqtt=MqttConfig(host="127.0.0.1", port=broker.port), log_level="WARNING")
     sources = fleet.sources()
-    devices = [Device(d.device_id, PROJECT, sources[d.device_id], device_signer(fleet.config.seed, d.device_id),
+    devices = [Device(d.device_id, PROJECTS[d.config.kind.value], AsMeteredSource(sources[d.device_id]),
+                      device_signer(fleet.config.seed, d.device_id),
                       passwords[d.device_id]) for d in fleet.devices]
     clock = SimulatedClock(speed, fleet.config.start_ms)
     with EdgeAgent(settings, devices, clock) as agent:
@@ -137,12 +173,16 @@ def run_fleet(fleet: Fleet, passwords: dict[str, str], broker: Mosquitto, workdi
             say(f"simulated {simulated:%Y-%m-%d %H:%M} UTC | outbox {agent.outbox.status().queued:5d} | "
                 f"stored {stored:6d} envelopes, {readings:7d} readings")
         timer.cancel()
-        drain(agent)
-        return sum(d.next_seq for d in agent.outbox.status().devices)
+        status = agent.outbox.status()
+    if status.queued:
+        # The publisher stops with the sampler: a fresh agent on the same outbox publishes the rest.
+        with EdgeAgent(settings, devices, clock) as publisher_only:
+            drain(publisher_only)
+    return sum(d.next_seq for d in status.devices)
 
 
 def drain(agent: EdgeAgent, timeout: float = 60) -> None:
-    """Publish what the stopped agent left in its outbox (its publisher stops with its sampler)."""
+    """Publish what is queued in the agent's outbox, without sampling."""
     done = threading.Event()
     publisher = threading.Thread(target=agent.publish_loop.run, args=(done,), daemon=True)
     publisher.start()
@@ -164,21 +204,102 @@ def send_bad_messages(conn: psycopg.Connection, broker: Mosquitto, passwords: di
     client.username_pw_set(device_id, passwords[device_id])
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
-    topic = up_topic(PROJECT, device_id)
+    project = conn.execute("SELECT project_id FROM devices WHERE id = %s", [device_id]).fetchone()
+    topic = up_topic(project[0] if project else "", device_id)
     for payload in (flip_payload_bit(bytes(raw)), b"not an envelope"):
         client.publish(topic, payload, qos=1).wait_for_publish(10)
     client.loop_stop()
     client.disconnect()
 
 
+def sequencer_command(workdir: Path, db: Postgres, ledger: list[str], *extra: str) -> list[str]:
+    return mrv_command("anchor", "run", "--conninfo", db.conninfo(), "--log-key", str(workdir / "log.key"),
+                       *ledger, *extra)
+
+
+def start_ledger(stack: ExitStack, workdir: Path) -> tuple[list[str], list[str], str]:
+    """anvil with the CheckpointAnchor contract deployed (npm installs anvil when missing), else the
+    embedded local ledger file. Returns the sequencer's and the verifier's ledger options, and a name."""
+    try:
+        anvil = stack.enter_context(Anvil(workdir / "anvil.log"))
+        deployed = subprocess.run(mrv_command("anchor", "deploy", "--rpc", anvil.rpc_url),
+                                  check=True, capture_output=True, text=True)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        say(f"anvil unavailable ({str(e)[:120]}); anchoring to the local ledger file instead")
+        path = str(workdir / "ledger.jsonl")
+        return ["--ledger", f"local:{path}"], ["--ledger-file", path], f"local ledger {path}"
+    contract = deployed.stdout.strip().splitlines()[-1]
+    return (["--ledger", f"evm:{anvil.rpc_url}", "--evm-contract", contract], ["--rpc", anvil.rpc_url],
+            f"EVM contract {contract} on anvil {anvil.rpc_url}")
+
+
+def anchor_final(workdir: Path, db: Postgres, conn: psycopg.Connection, ledger: list[str]) -> dict[str, Any]:
+    """Log every stored envelope, anchor the latest checkpoint, and return `mrv anchor status`."""
+    subprocess.run(sequencer_command(workdir, db, ledger, "--once"), check=True, capture_output=True)
+    return log_status(conn)
+
+
+def verify_project_evidence(workdir: Path, conn: psycopg.Connection, project_id: str,
+                            verify_ledger: list[str]) -> tuple[Path, str]:
+    """The evidence bundle of a project's envelopes, checked by `mrv verify` as a verifier would."""
+    ids = [row[0] for row in conn.execute(
+        "SELECT e.id FROM envelopes e JOIN devices d ON d.id = e.device_id WHERE d.project_id = %s",
+        [project_id])]
+    verifier = read_log_key(workdir / "log.key").verifier
+    path = workdir / "evidence" / f"{project_id}.bundle.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(build_bundle(conn, ids, verifier).encode())
+    result = subprocess.run(mrv_command("verify", str(path), *verify_ledger),
+                            capture_output=True, text=True, check=False)
+    last = (result.stdout.strip().splitlines() or [result.stderr.strip()])[-1]
+    return path, last if result.returncode == 0 else f"FAILED: {result.stderr.strip()}"
+
+
+def project_toml(project_id: str, kind: str, meters: list[tuple[str, float]]) -> str:
+    """The demo projects' configuration: ACM0002 greenfield, combined-margin factor from a
+    (fictitious, demo) design document; real projects take these from their registered PDD."""
+    technology = "solar_pv" if kind == "pv" else "wind"
+    sensor = "irradiance_device" if kind == "pv" else "wind_speed_device"
+    meter_tables = "".join(
+        f'\n[[meters]]\nid = "M-{device}"\nrole = "main"\ndevice_id = "{device}"\naccuracy_class = "0.2S"\n'
+        f'capacity_kw = {capacity_w / 1000:g}\n{sensor} = "{device}"\n' for device, capacity_w in meters)
+    total_mw = sum(capacity for _, capacity in meters) / 1e6
+    return (f'project_id = "{project_id}"\ntechnology = "{technology}"\n'
+            f'nameplate_capacity_mw = {{ value = {total_mw:g}, source = "demo: simulated plant" }}\n'
+            'utc_offset_minutes = 0\ncrediting_period = { start = 2024-01-01, end = 2030-12-31 }\n'
+            'methodology = { id = "ACM0002" }\nclaims = { declared = ["CDM"] }\nmonitoring = { interval_s = 60 }\n'
+            'site = { latitude = 37.5, longitude = 105.0 }\n\n[grid_ef]\nkind = "combined_margin"\n'
+            'ef_om = { value = 0.8, source = "demo: illustrative OM" }\n'
+            'ef_bm = { value = 0.4, source = "demo: illustrative BM" }\n' + meter_tables)
+
+
+def monitoring_report(workdir: Path, db: Postgres, fleet: Fleet, kind: str, project_id: str) -> str:
+    """`mrv report` over the simulated days; returns a one-line summary."""
+    meters = [(d.device_id, d.config.capacity_w) for d in fleet.devices if d.config.kind.value == kind]
+    config = workdir / f"{project_id}.toml"
+    config.write_text(project_toml(project_id, kind, meters))
+    first = dt.datetime.fromtimestamp(fleet.config.start_ms / 1000, dt.UTC).date()
+    last = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    out = workdir / "reports" / project_id
+    result = subprocess.run(mrv_command("report", project_id, "--from", str(first), "--to", str(last),
+                                        "--config", str(config),
+                                        "--conninfo", db.conninfo(), "--out", str(out)),
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return f"report {project_id} FAILED: {result.stderr.strip()[-300:]}"
+    totals = json.loads((out / "report.json").read_text()).get("totals", {})
+    shown = ", ".join(f"{k} {totals.get(k)}" for k in ("net_wh", "reductions_tco2e", "completeness", "flags"))
+    return f"report {project_id}: {shown} -> {out / 'report.html'}"
+
+
 def main(argv: list[str], prog: str = "mrv up") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[1] if __doc__ else None,
-        epilog="example: mrv up --hours 24 --seconds 60   (one simulated day in about a minute)")
+        epilog="example: mrv up --days 1 --seconds 60   (yesterday, simulated in about a minute)")
     parser.add_argument("--dir", type=Path, default=Path("var/demo"), help="all state (wiped at start)")
     parser.add_argument("--plants", type=int, default=2, help="plants, alternating PV and wind")
     parser.add_argument("--devices", type=int, default=2, help="meters per plant")
-    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours, ending now")
+    parser.add_argument("--days", type=int, default=1, help="whole UTC days simulated, ending at today's midnight")
     parser.add_argument("--seconds", type=float, default=60.0, help="wall-clock seconds to simulate them in")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -186,7 +307,8 @@ def main(argv: list[str], prog: str = "mrv up") -> int:
     workdir = args.dir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    speed = args.hours * 3600 / args.seconds
+    hours = args.days * 24
+    speed = hours * 3600 / args.seconds
 
     with ExitStack() as stack:
         say("starting PostgreSQL ...")
@@ -196,22 +318,29 @@ def main(argv: list[str], prog: str = "mrv up") -> int:
         status = schema_status(conn)
         say(f"PostgreSQL on 127.0.0.1:{db.port}, schema v{status.version}, storage: {status.mode}")
 
-        # The plants' simulated time runs from `hours` ago up to the moment they start.
-        start_ms = (int(time.time() * 1000) + 10_000 - int(args.hours * HOUR_MS)) // 60_000 * 60_000
+        # Whole UTC days up to today's midnight, so each reported day is fully covered by readings.
+        start_ms = (int(time.time() * 1000) // DAY_MS - args.days) * DAY_MS
         fleet = Fleet(FleetConfig(plants=args.plants, devices_per_plant=args.devices, seed=args.seed,
                                   start_ms=start_ms, interval_s=60))
         passwords = enroll_fleet(conn, fleet, dt.datetime.fromtimestamp(start_ms / 1000 - 3600, dt.UTC))
         ingest_password = set_ingest_account(conn)
         auth = write_broker_files(broker_accounts(conn), workdir / "broker")
-        say(f"enrolled {len(passwords)} devices of project {PROJECT}; broker ACL: each device publishes "
+        say(f"enrolled {len(passwords)} devices in projects {', '.join(PROJECTS.values())}; "
+            "broker ACL: each device publishes "
             "only under its own id")
         broker = stack.enter_context(Mosquitto(workdir / "mosquitto", auth=auth))
         say(f"Mosquitto on {broker.url}")
         ingest_log = stack.enter_context(ingest_process(workdir, broker, db, ingest_password))
         say(f"ingest worker running (log {ingest_log})")
+        subprocess.run(mrv_command("anchor", "keygen", "--log-key", str(workdir / "log.key"), "--origin", ORIGIN),
+                       check=True, capture_output=True)
+        ledger, verify_ledger, ledger_name = start_ledger(stack, workdir)
+        sequencer = stack.enter_context(background(
+            sequencer_command(workdir, db, ledger, "--anchor-every", "10"), workdir / "sequencer.log"))
+        say(f"sequencer running: Merkle log {ORIGIN}, checkpoints anchored to {ledger_name}")
 
-        say(f"{len(passwords)} simulated meters: {args.hours:g} h of 1-minute readings at {speed:.0f}x ...")
-        produced = run_fleet(fleet, passwords, broker, workdir, conn, args.hours, speed)
+        say(f"{len(passwords)} simulated meters: {hours} h of 1-minute readings at {speed:.0f}x ...")
+        produced = run_fleet(fleet, passwords, broker, workdir, conn, hours, speed)
         send_bad_messages(conn, broker, passwords)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and sum(counts(conn)[2].values()) < 2:
@@ -221,5 +350,20 @@ def main(argv: list[str], prog: str = "mrv up") -> int:
             f"lost {produced - stored}")
         say("quarantined: " + (", ".join(f"{n} {r}" for r, n in reasons.items()) or "none"))
 
-    say(f"done. State under {workdir}: postgres/, mosquitto/, gateway/outbox.sqlite, ingest.log")
+        sequencer.terminate()
+        sequencer.wait(15)
+        status = anchor_final(workdir, db, conn, ledger)
+        checkpoint = status["checkpoint"] or {}
+        say(f"Merkle log: {status['log_size']} leaves; latest checkpoint size {checkpoint.get('size')} "
+            f"root {str(checkpoint.get('root'))[:16]}...; anchors: "
+            + ", ".join(f"{a['count']} {a['status']} on {a['ledger']}" for a in status["anchors"]))
+        for kind, project in PROJECTS.items():
+            if not any(d.config.kind.value == kind for d in fleet.devices):
+                continue
+            bundle, verdict = verify_project_evidence(workdir, conn, project, verify_ledger)
+            say(f"evidence bundle {bundle}: mrv verify -> {verdict}")
+            say(monitoring_report(workdir, db, fleet, kind, project))
+
+    say(f"done. Look under {workdir}: reports/*/report.html (monitoring reports), evidence/ "
+        f"(bundles: mrv verify FILE {' '.join(verify_ledger)}), gateway/outbox.sqlite, ingest.log, sequencer.log")
     return 0 if produced == stored else 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -179,11 +180,20 @@ class EnvelopeDigest:
     @classmethod
     def of(cls, envelope_hashes: Iterable[str]) -> EnvelopeDigest:
         """Digest of hex SHA-256 envelope hashes (order and duplicates do not matter)."""
-        unique = sorted(set(envelope_hashes))
-        for value in unique:
-            if not _HEX64.fullmatch(value):
-                raise ValueError(f"an envelope hash is 64 lowercase hex characters, got {value!r}")
-        return cls(len(unique), hashlib.sha256(b"".join(bytes.fromhex(v) for v in unique)).hexdigest())
+        unique = list(envelope_hashes)
+        if not all(a < b for a, b in itertools.pairwise(unique)):  # already sorted and distinct: keep
+            unique = sorted(set(unique))
+        joined = "".join(unique)
+        # One conversion and a few C-level scans of the joined text (reports digest millions of hashes);
+        # fromhex skips whitespace and takes upper case, hence the length and case checks.
+        try:
+            raw = bytes.fromhex(joined)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32 * len(unique) or len(joined) != 64 * len(unique) or any(c in joined for c in "ABCDEF"):
+            bad = next(v for v in unique if not _HEX64.fullmatch(v))
+            raise ValueError(f"an envelope hash is 64 lowercase hex characters, got {bad!r}")
+        return cls(len(unique), hashlib.sha256(raw).hexdigest())
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "sha256": self.sha256}

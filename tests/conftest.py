@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fix_mqtt"]
+pytest_plugins = ["tests.fix_chain", "tests.fix_mqtt", "tests.fix_pg"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

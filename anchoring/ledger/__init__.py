@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from anchoring.errors import ReceiptInvalid
+
 
 @dataclass(frozen=True)
 class AnchorReceipt:
@@ -24,6 +26,31 @@ class AnchorReceipt:
     locator: str
     checkpoint_sha256: bytes
     anchored_at: datetime
+
+    def to_json(self) -> dict[str, str]:
+        """A JSON object of strings (hex hash, ISO 8601 time); `from_json` reads it back."""
+        return {
+            "ledger": self.ledger,
+            "locator": self.locator,
+            "checkpoint_sha256": self.checkpoint_sha256.hex(),
+            "anchored_at": self.anchored_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> AnchorReceipt:
+        """Parse `to_json` output; `ReceiptInvalid` if it is not exactly that shape."""
+        fields = ("ledger", "locator", "checkpoint_sha256", "anchored_at")
+        if not (isinstance(data, dict) and sorted(data) == sorted(fields)
+                and all(isinstance(data[f], str) for f in fields)):
+            raise ReceiptInvalid(f"a receipt is a JSON object of the strings {', '.join(fields)}")
+        try:
+            digest = bytes.fromhex(data["checkpoint_sha256"])
+            moment = datetime.fromisoformat(data["anchored_at"])
+        except ValueError as e:
+            raise ReceiptInvalid(str(e)) from None
+        if len(digest) != 32 or moment.tzinfo is None:
+            raise ReceiptInvalid("the checkpoint hash has 32 bytes and the time a UTC offset")
+        return cls(data["ledger"], data["locator"], digest, moment)
 
 
 class Ledger(Protocol):

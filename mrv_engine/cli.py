@@ -1,0 +1,125 @@
+"""`mrv report`: monitoring reports of a project from the database.
+
+    mrv report pv-demo --period 2026-01..2026-03 --config project.toml --out reports/2026q1
+    mrv report pv-demo --from 2026-01-15 --to 2026-02-14 --config project.toml --out out/
+
+PostgreSQL comes from --conninfo (no password on the command line) and the PG* environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import psycopg
+
+from mrv_engine.assessment import assess_period
+from mrv_engine.config import ProjectConfig, load_project_config
+from mrv_engine.db import SOURCES, Source, connect, load_period, refresh_rollups
+from mrv_engine.errors import MrvError
+from mrv_engine.evidence import attach_checkpoint
+from mrv_engine.report import (
+    PeriodReport,
+    arrival_gaps,
+    build_report,
+    daily_export,
+    month_range,
+    monthly_periods,
+    write_report,
+)
+from mrv_engine.timespan import Span
+from mrv_engine.units import MS_PER_HOUR
+
+Progress = Callable[[int, int, str], None]
+
+
+def progress_bar(stream: TextIO) -> Progress:
+    started = time.monotonic()
+
+    def show(done: int, total: int, label: str) -> None:
+        filled = round(24 * done / max(total, 1))
+        stream.write(f"\r[{'#' * filled}{'.' * (24 - filled)}] {done}/{total} periods "
+                     f"{time.monotonic() - started:6.1f} s {label:<24}")
+        if done == total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def run_report(conninfo: str, config: ProjectConfig, config_bytes: bytes, periods: Sequence[Span], *,
+               source: Source = "rollup", refresh: bool = True, progress: Progress | None = None
+               ) -> dict[str, Any]:
+    """Assess each period from the database (one snapshot for all) and build the report document."""
+    if refresh and source == "rollup":
+        refresh_rollups(conninfo)
+    reports = []
+    with connect(conninfo) as conn:
+        for i, period in enumerate(periods):
+            if progress:
+                progress(i, len(periods), f"period {i + 1}")
+            loaded = load_period(conn, config, period, source=source)
+            gap_ms = config.monitoring.gap_intervals * config.monitoring.interval_s * 1000
+            reports.append((loaded, PeriodReport(assess_period(config, loaded.data),
+                                                 daily_export(config, loaded.data), loaded.data.envelope_hashes,
+                                                 arrival_gaps(loaded.data, max(gap_ms, MS_PER_HOUR)))))
+        ids = sorted({int(i) for loaded, _ in reports for i in loaded.envelope_ids})
+        evidence = attach_checkpoint(conn, np.array(ids, np.int64))
+    if progress:
+        progress(len(periods), len(periods), "done")
+    return build_report(config, config_bytes, [r for _, r in reports], source=source, evidence=evidence)
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("project", help="project id; must match the configuration's project_id")
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--period", help="months of the project clock: YYYY-MM or YYYY-MM..YYYY-MM")
+    when.add_argument("--from", dest="first", type=_date, help="first day (YYYY-MM-DD); with --to")
+    parser.add_argument("--to", dest="last", type=_date, help="last day, inclusive (YYYY-MM-DD)")
+    parser.add_argument("--config", type=Path, required=True, help="project configuration (TOML)")
+    parser.add_argument("--conninfo", default="", help="PostgreSQL conninfo (default: PG* variables)")
+    parser.add_argument("--out", type=Path, required=True, help="directory for report.json/.csv/.html")
+    parser.add_argument("--source", choices=SOURCES, default="rollup",
+                        help="rollup (default) or scan: every raw reading, for checking")
+    parser.add_argument("--no-refresh", dest="refresh", action="store_false",
+                        help="do not pack new data into the rollups first (unpacked days are read raw)")
+    return parser
+
+
+def main(argv: list[str], prog: str = "mrv report") -> int:
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        if args.period is not None:
+            first, last = month_range(args.period)
+        elif args.last is None:
+            parser.error("--from needs --to")
+        else:
+            first, last = args.first, args.last
+        config_bytes = args.config.read_bytes()
+        config = load_project_config(tomllib.loads(config_bytes.decode()))
+        if config.project_id != args.project:
+            raise ValueError(f"the configuration is for project {config.project_id!r}, not {args.project!r}")
+        periods = monthly_periods(first, last, config.utc_offset_minutes)
+        doc = run_report(args.conninfo, config, config_bytes, periods, source=args.source, refresh=args.refresh,
+                         progress=progress_bar(sys.stderr))
+        paths = write_report(args.out, doc)
+    except (OSError, ValueError, tomllib.TOMLDecodeError, MrvError, psycopg.Error) as e:
+        print(f"{prog}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
+        return 1
+    print(f"{len(periods)} period(s): net generation {doc['totals']['net_wh']} Wh, reductions "
+          f"{doc['totals']['reductions_tco2e']} tCO2e -> {paths['json']}, {paths['csv']}, {paths['html']}")
+    return 0

@@ -1,0 +1,197 @@
+"""Loading a monitoring period from PostgreSQL into `PeriodData`: the I/O shell around `columns`.
+
+Two sources give the same data, reading for reading:
+
+* `"rollup"` reads each whole UTC day from the packed rollups (one row per device, metric and day; see
+  ingest/migrations/0005_rollups.sql) and raw readings only where needed: the partial days at the
+  edges of the window, and days touched by envelopes the last `refresh_rollups` has not packed yet.
+* `"scan"` reads every raw reading of the window: the reference, and the benchmark's baseline.
+
+Per register, the window runs from the last usable reading at or before the period start to the first
+usable one at or after its end (the engine credits nothing outside the period). Read under one
+REPEATABLE READ snapshot (`connect`) so that rollups and raw rows agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import psycopg
+
+from mrv_engine.columns import EnvelopeColumns, ReadingColumns, hash_lookup, hex_digests, uncovered, utc_days
+from mrv_engine.config import ProjectConfig
+from mrv_engine.double_claim import Claim
+from mrv_engine.net_generation import Settlement
+from mrv_engine.period_data import PeriodData
+from mrv_engine.series import I64, UNUSABLE, ArrivalSeries, MeterReadings, SampleSeries
+from mrv_engine.timespan import Span
+from mrv_engine.units import MS_PER_DAY
+from protocol.metrics import METRICS, Metric, MetricKind
+
+Source = Literal["rollup", "scan"]
+SOURCES: tuple[Source, ...] = ("rollup", "scan")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_DAY = dt.date(1970, 1, 1)
+
+_RAW_READINGS = {
+    True: "SELECT (extract(epoch FROM ts) * 1000)::int8, value::int8, quality, envelope_id FROM readings "
+          "WHERE device_id = %s AND metric = %s AND ts >= %s AND ts < %s ORDER BY ts, envelope_id",
+    False: "SELECT (extract(epoch FROM ts) * 1000)::int8, value::float8, quality, envelope_id FROM readings "
+           "WHERE device_id = %s AND metric = %s AND ts >= %s AND ts < %s ORDER BY ts, envelope_id",
+}
+_PACKED_READINGS = ("SELECT day - DATE '1970-01-01', ts_ms, vals, quality, envelope_ids FROM readings_packed "
+                    "WHERE device_id = %s AND metric = %s AND day BETWEEN %s AND %s")
+_RAW_ENVELOPES = ("SELECT id, (extract(epoch FROM device_time) * 1000)::int8, "
+                  "(extract(epoch FROM received_at) * 1000)::int8, hash FROM envelopes "
+                  "WHERE device_id = %s AND device_time >= %s AND device_time < %s ORDER BY device_time, id")
+_PACKED_ENVELOPES = ("SELECT day - DATE '1970-01-01', ids, device_time_ms, received_ms, hashes "
+                     "FROM envelopes_packed WHERE device_id = %s AND day BETWEEN %s AND %s")
+_HASHES = "SELECT id, (extract(epoch FROM device_time) * 1000)::int8, 0::int8, hash FROM envelopes WHERE id = ANY(%s)"
+_LAST_BEFORE = ("SELECT (extract(epoch FROM max(ts)) * 1000)::int8 FROM readings "
+                "WHERE device_id = %s AND metric = %s AND ts <= %s AND quality & %s = 0")
+_FIRST_AFTER = ("SELECT (extract(epoch FROM min(ts)) * 1000)::int8 FROM readings "
+                "WHERE device_id = %s AND metric = %s AND ts >= %s AND quality & %s = 0")
+
+
+def connect(conninfo: str) -> psycopg.Connection:
+    """A read-only REPEATABLE READ connection: every query of a report sees one snapshot."""
+    conn = psycopg.connect(conninfo)
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    return conn
+
+
+def refresh_rollups(conninfo: str) -> int:
+    """Pack the days touched since the last refresh (own transaction); returns the days packed."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT refresh_rollups()").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _time(ms: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def _date(day: int) -> dt.date:
+    return _EPOCH_DAY + dt.timedelta(days=day)
+
+
+def _integer(metric: Metric) -> bool:
+    return METRICS[metric].kind is MetricKind.CUMULATIVE
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedPeriod:
+    data: PeriodData
+    envelope_ids: I64  # sorted, distinct: every envelope whose readings the data holds
+    source: Source
+
+
+class _Reader:
+    def __init__(self, conn: psycopg.Connection, source: Source) -> None:
+        self.conn, self.source = conn, source
+        self.pending: set[tuple[str, int | None, int]] = set()
+        if source == "rollup":
+            rows = conn.execute("SELECT device_id, metric, day - DATE '1970-01-01' FROM rollup_pending()")
+            self.pending = {(d, m, day) for d, m, day in rows.fetchall()}
+
+    def _plan(self, lo_ms: int, hi_ms: int, device: str, metric: int | None) -> tuple[int, int, list[int]]:
+        """The packed days to read (and the first and last day to ask for): every day the window touches
+        that has no envelope past the watermark; the window's part of them is cut out after decoding."""
+        if self.source == "scan":
+            return 0, -1, []
+        days = utc_days(lo_ms, hi_ms)
+        return days[0], days[-1], [d for d in days if (device, metric, d) not in self.pending]
+
+    def bracket(self, device: str, metric: Metric, at_ms: int, *, before: bool) -> int | None:
+        row = self.conn.execute(_LAST_BEFORE if before else _FIRST_AFTER,
+                                [device, int(metric), _time(at_ms), UNUSABLE]).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def readings(self, device: str, metric: Metric, lo_ms: int, hi_ms: int) -> ReadingColumns:
+        integer = _integer(metric)
+        first, last, days = self._plan(lo_ms, hi_ms, device, int(metric))
+        parts = []
+        if days:
+            wanted = set(days)
+            rows = self.conn.execute(_PACKED_READINGS, [device, int(metric), _date(first), _date(last)])
+            parts = [ReadingColumns.unpack(ts, vals, quality, ids, integer=integer)
+                     for day, ts, vals, quality, ids in rows.fetchall() if day in wanted]
+        for a, b in uncovered(lo_ms, hi_ms, days):
+            rows = self.conn.execute(_RAW_READINGS[integer], [device, int(metric), _time(a), _time(b)])
+            parts.append(ReadingColumns.of_rows(rows.fetchall(), integer=integer))
+        return ReadingColumns.concat(parts, integer=integer).between(lo_ms, hi_ms)
+
+    def envelopes(self, device: str, lo_ms: int, hi_ms: int) -> EnvelopeColumns:
+        first, last, days = self._plan(lo_ms, hi_ms, device, None)
+        parts = []
+        if days:
+            wanted = set(days)
+            rows = self.conn.execute(_PACKED_ENVELOPES, [device, _date(first), _date(last)])
+            parts = [EnvelopeColumns.unpack(ids, times, received, hashes)
+                     for day, ids, times, received, hashes in rows.fetchall() if day in wanted]
+        for a, b in uncovered(lo_ms, hi_ms, days):
+            parts.append(EnvelopeColumns.of_rows(
+                self.conn.execute(_RAW_ENVELOPES, [device, _time(a), _time(b)]).fetchall()))
+        return EnvelopeColumns.concat(parts).between(lo_ms, hi_ms)
+
+    def hashes(self, known: Sequence[EnvelopeColumns], ids: I64) -> list[str]:
+        """Hex hashes of the envelopes `ids`, sorted."""
+        hashes, missing = hash_lookup(known, ids)
+        if missing.size:  # envelopes whose device time lies far from their readings' time
+            rows = self.conn.execute(_HASHES, [missing.tolist()]).fetchall()
+            hashes = np.concatenate((hashes, hash_lookup([EnvelopeColumns.of_rows(rows)], missing)[0]))
+        return sorted(hex_digests(hashes))
+
+
+def _sample_keys(config: ProjectConfig) -> list[tuple[str, Metric]]:
+    keys: dict[tuple[str, Metric], None] = {}
+    for meter in config.meters:
+        keys[(meter.device_id, Metric.ACTIVE_POWER_W)] = None
+        if meter.irradiance_device is not None:
+            keys[(meter.irradiance_device, Metric.IRRADIANCE_W_M2)] = None
+        if meter.wind_speed_device is not None:
+            keys[(meter.wind_speed_device, Metric.WIND_SPEED_M_S)] = None
+    return list(keys)
+
+
+def load_period(conn: psycopg.Connection, config: ProjectConfig, period: Span, *, source: Source = "rollup",
+                settlement: Settlement | None = None, claims: Iterable[Claim] = ()) -> LoadedPeriod:
+    """The project's data for `period` from the database, with every envelope it uses."""
+    reader = _Reader(conn, source)
+    used: list[ReadingColumns] = []
+    meters: dict[str, MeterReadings] = {}
+    window = [period.start_ms, period.end_ms]
+    for meter in config.meters:
+        series = []
+        for metric in (Metric.ENERGY_EXPORT_WH, Metric.ENERGY_IMPORT_WH)[:1 + meter.import_register]:
+            lo = reader.bracket(meter.device_id, metric, period.start_ms, before=True)
+            hi = reader.bracket(meter.device_id, metric, period.end_ms, before=False)
+            lo = period.start_ms if lo is None else lo
+            hi = period.end_ms if hi is None else hi
+            window = [min(window[0], lo), max(window[1], hi)]
+            columns = reader.readings(meter.device_id, metric, lo, hi)
+            used.append(columns)
+            series.append(columns.register())
+        meters[meter.id] = MeterReadings(series[0], series[1] if len(series) > 1 else None)
+    samples: dict[tuple[str, Metric], SampleSeries] = {}
+    for device, metric in _sample_keys(config):
+        columns = reader.readings(device, metric, window[0], window[1])
+        used.append(columns)
+        if columns.ts_ms.size:
+            samples[(device, metric)] = columns.samples()
+    devices = dict.fromkeys([m.device_id for m in config.meters] + [d for d, _ in samples])
+    envelopes = [reader.envelopes(device, window[0] - MS_PER_DAY, window[1] + MS_PER_DAY) for device in devices]
+    arrivals: dict[str, ArrivalSeries] = {}
+    for device, stored in zip(devices, envelopes, strict=True):
+        arrived = stored.arrivals(period.start_ms, period.end_ms)
+        if arrived.device_time_ms.size:
+            arrivals[device] = arrived
+    ids = np.unique(np.concatenate([c.envelope_ids for c in used]))
+    data = PeriodData(period=period, meters=meters, samples=samples, arrivals=arrivals, settlement=settlement,
+                      claims=tuple(claims), envelope_hashes=tuple(reader.hashes(envelopes, ids)))
+    return LoadedPeriod(data, ids, source)
