@@ -1,13 +1,17 @@
 """Evidence bundles: one JSON document that lets anyone check envelopes offline. Pure encode/decode.
 
-    {"format": "mrv-evidence-bundle", "version": 1,
+    {"format": "mrv-evidence-bundle", "version": 2,
      "log": {"origin": ..., "vkey": <C2SP verifier key>},
      "checkpoints": [{"note": <signed checkpoint note>, "receipts": [<AnchorReceipt JSON>...]}...],
      "consistency": [{"from": size1, "to": size2, "proof": [<base64 hash>...]}...],
      "keys": [{"device_id", "kid" (hex), "public_key" (base64), "valid_from", "valid_until",
                "revoked_at" (ISO 8601 or null)}...],
      "envelopes": [{"device_id", "seq" (labels only: the signed payload decides), "raw" (base64),
-                    "leaf_index", "checkpoint_size", "proof": [<base64 hash>...]}...]}
+                    "received_at" (ISO 8601: when ingest received it), "leaf_index", "checkpoint_size",
+                    "proof": [<base64 hash>...]}...]}
+
+Every time carries its UTC offset; a time without one is refused. Version 2 added "received_at"
+(the arrival time, which the signing key must also have been valid at); version 1 is refused.
 
 Checkpoints are listed by increasing size and each consistency proof links two of them. Nothing
 here is trusted by being in the bundle: `anchoring.verifier` checks every item. A bundle may hold a
@@ -26,7 +30,7 @@ from anchoring.errors import MalformedBundle, ReceiptInvalid
 from anchoring.ledger import AnchorReceipt
 
 FORMAT: Final = "mrv-evidence-bundle"
-VERSION: Final = 1
+VERSION: Final = 2
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,16 @@ class ConsistencyLink:
 
 @dataclass(frozen=True)
 class BundleEnvelope:
+    """An envelope, its inclusion proof, and `received_at`: when ingest received it (not signed; the
+    signing key must have been valid both then and at the signed device time)."""
+
     device_id: str
     seq: int
     raw: bytes
     leaf_index: int
     checkpoint_size: int
     proof: tuple[bytes, ...]
+    received_at: datetime
 
     @property
     def name(self) -> str:
@@ -96,7 +104,8 @@ class Bundle:
                       "valid_from": k.valid_from.isoformat(), "valid_until": _time_text(k.valid_until),
                       "revoked_at": _time_text(k.revoked_at)} for k in self.keys],
             "envelopes": [{"device_id": e.device_id, "seq": e.seq, "raw": b64encode(e.raw),
-                           "leaf_index": e.leaf_index, "checkpoint_size": e.checkpoint_size,
+                           "received_at": e.received_at.isoformat(), "leaf_index": e.leaf_index,
+                           "checkpoint_size": e.checkpoint_size,
                            "proof": [b64encode(h) for h in e.proof]} for e in self.envelopes],
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -125,11 +134,12 @@ class Bundle:
                                 for c in _list(doc["consistency"]))
             where = "keys"
             keys = tuple(DeviceKey(_str(k["device_id"]), bytes.fromhex(_str(k["kid"])),
-                                   b64decode(_str(k["public_key"])), datetime.fromisoformat(_str(k["valid_from"])),
+                                   b64decode(_str(k["public_key"])), _aware(k["valid_from"]),
                                    _time(k["valid_until"]), _time(k["revoked_at"])) for k in _list(doc["keys"]))
             where = "envelopes"
             envelopes = tuple(BundleEnvelope(_str(e["device_id"]), _int(e["seq"]), b64decode(_str(e["raw"])),
-                                             _int(e["leaf_index"]), _int(e["checkpoint_size"]), _hashes(e["proof"]))
+                                             _int(e["leaf_index"]), _int(e["checkpoint_size"]), _hashes(e["proof"]),
+                                             _aware(e["received_at"]))
                               for e in _list(doc["envelopes"]))
         except (KeyError, TypeError, ValueError, ReceiptInvalid) as e:
             raise MalformedBundle(f"{where}: {e.__class__.__name__} {e}") from None
@@ -141,7 +151,15 @@ def _time_text(moment: datetime | None) -> str | None:
 
 
 def _time(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(_str(value))
+    return None if value is None else _aware(value)
+
+
+def _aware(value: Any) -> datetime:
+    """An ISO 8601 time with its UTC offset (a naive time cannot be compared with the others)."""
+    moment = datetime.fromisoformat(_str(value))
+    if moment.utcoffset() is None:
+        raise ValueError(f"time {value!r} has no UTC offset")
+    return moment
 
 
 def _str(value: Any) -> str:

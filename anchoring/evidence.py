@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from datetime import UTC
 
 import psycopg
 
@@ -33,13 +34,14 @@ def build_bundle(conn: psycopg.Connection, envelope_ids: Sequence[int], log_veri
 
     Each envelope is proved against the smallest anchored checkpoint that covers them all, or the
     latest checkpoint if none is anchored yet; the latest checkpoint is added, with a consistency
-    proof, when it is larger. The keys are the device keys that signed them, with their windows.
+    proof, when it is larger. The keys are the device keys that signed them, with their windows; each
+    envelope carries its arrival time (`received_at`, in UTC) so that the key can be checked then too.
     The log's checkpoints are verified with `log_verifier` before they go in; `NotLogged` if an
     envelope is unknown, not logged, or not covered by a checkpoint yet.
     """
     ids = sorted(set(envelope_ids))
     rows = conn.execute(
-        "SELECT e.id, e.device_id, e.seq, e.raw, e.kid, l.leaf_index FROM envelopes e "
+        "SELECT e.id, e.device_id, e.seq, e.raw, e.kid, l.leaf_index, e.received_at FROM envelopes e "
         "LEFT JOIN log_leaves l ON l.envelope_id = e.id WHERE e.id = ANY(%s) ORDER BY l.leaf_index", [ids],
     ).fetchall()
     unlogged = sorted(set(ids) - {int(r[0]) for r in rows if r[5] is not None})
@@ -62,7 +64,7 @@ def build_bundle(conn: psycopg.Connection, envelope_ids: Sequence[int], log_veri
     keys = tuple(DeviceKey(d, bytes(kid), bytes(pk), f, u, rv) for d, kid, pk, f, u, rv in key_rows)
     envelopes = tuple(
         BundleEnvelope(device_id, int(seq), bytes(raw), int(index), chosen.size,
-                       tuple(inclusion_proof(conn, int(index), chosen.size)))
-        for _, device_id, seq, raw, _, index in rows)
+                       tuple(inclusion_proof(conn, int(index), chosen.size)), received_at.astimezone(UTC))
+        for _, device_id, seq, raw, _, index, received_at in rows)
     return Bundle(origin, log_verifier.vkey,
                   tuple(BundleCheckpoint(c.note, _receipts(conn, c.size)) for c in stored), links, keys, envelopes)

@@ -2,8 +2,9 @@
 
 Checks, in order: the log key; each checkpoint's signature; each anchor receipt (through a
 caller-supplied ledger check, since that is I/O); consistency between every two successive
-checkpoints; and for each envelope its structure, a device key valid at its device time, its
-signature, and its inclusion in its checkpoint.
+checkpoints; and for each envelope its structure, a device key valid (inside its window and not yet
+revoked) both at its signed device time and at its arrival (`received_at`), its signature, and its
+inclusion in its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from anchoring.bundle import Bundle, BundleEnvelope
+from anchoring.bundle import Bundle, BundleEnvelope, DeviceKey
 from anchoring.checkpoint import Checkpoint, open_checkpoint
 from anchoring.errors import AnchoringError
 from anchoring.ledger import AnchorReceipt
@@ -54,6 +55,12 @@ def _device_time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+def _window(key: DeviceKey) -> str:
+    until = "open-ended" if key.valid_until is None else f"until {key.valid_until.isoformat()}"
+    revoked = "" if key.revoked_at is None else f", revoked at {key.revoked_at.isoformat()}"
+    return f"valid from {key.valid_from.isoformat()} {until}{revoked}"
+
+
 def _check_envelope(envelope: BundleEnvelope, bundle: Bundle, checkpoints: dict[int, Checkpoint]) -> str:
     """A one-line summary if the envelope verifies; raises ValueError, EnvelopeError or AnchoringError."""
     checkpoint = checkpoints.get(envelope.checkpoint_size)
@@ -67,12 +74,15 @@ def _check_envelope(envelope: BundleEnvelope, bundle: Bundle, checkpoints: dict[
     keys = [k for k in bundle.keys if k.kid == parsed.kid and k.device_id == payload.device_id]
     if not keys:
         raise ValueError(f"no key {parsed.kid.hex()} of {payload.device_id} in the bundle")
-    if not keys[0].valid_at(moment):
-        raise ValueError(f"key {parsed.kid.hex()} was not valid at the device time {moment.isoformat()}")
+    for what, when in (("the device time", moment), ("arrival", envelope.received_at)):
+        if not keys[0].valid_at(when):
+            raise ValueError(f"key {parsed.kid.hex()} was not valid at {what} {when.isoformat()} "
+                             f"({_window(keys[0])})")
     verify_parsed(parsed, keys[0].public_key)
     verify_inclusion(envelope.leaf_index, checkpoint.size, leaf_hash(envelope.raw), envelope.proof,
                      checkpoint.root_hash)
-    return f"signed by key {parsed.kid.hex()} at {moment.isoformat()}, in checkpoint {checkpoint.size}"
+    return (f"signed by key {parsed.kid.hex()} at {moment.isoformat()}, arrived {envelope.received_at.isoformat()}, "
+            f"in checkpoint {checkpoint.size}")
 
 
 def verify_bundle(bundle: Bundle, *, trusted_vkey: str | None = None,

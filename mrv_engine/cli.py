@@ -2,6 +2,10 @@
 
     mrv report pv-demo --period 2026-01..2026-03 --config project.toml --out reports/2026q1
     mrv report pv-demo --from 2026-01-15 --to 2026-02-14 --config project.toml --out out/
+    mrv report pv-demo --period 2026-01 --config project.toml --out out/ --log-vkey "$(cat log.vkey)"
+
+With --log-vkey (the log's verifier key, as `mrv anchor keygen` printed it), report.bundle.json, the
+evidence bundle of every envelope the report used, is written too, once a checkpoint covers them all.
 
 PostgreSQL comes from --conninfo (no password on the command line) and the PG* environment variables.
 """
@@ -24,7 +28,7 @@ from mrv_engine.assessment import assess_period
 from mrv_engine.config import ProjectConfig, load_project_config
 from mrv_engine.db import SOURCES, Source, connect, load_period, refresh_rollups
 from mrv_engine.errors import MrvError
-from mrv_engine.evidence import attach_checkpoint
+from mrv_engine.evidence import Evidence, attach_checkpoint
 from mrv_engine.report import (
     PeriodReport,
     arrival_gaps,
@@ -54,10 +58,10 @@ def progress_bar(stream: TextIO) -> Progress:
     return show
 
 
-def run_report(conninfo: str, config: ProjectConfig, config_bytes: bytes, periods: Sequence[Span], *,
-               source: Source = "rollup", refresh: bool = True, progress: Progress | None = None
-               ) -> dict[str, Any]:
-    """Assess each period from the database (one snapshot for all) and build the report document."""
+def assess_periods(conninfo: str, config: ProjectConfig, periods: Sequence[Span], *, source: Source = "rollup",
+                   refresh: bool = True, progress: Progress | None = None, log_vkey: str | None = None
+                   ) -> tuple[list[PeriodReport], Evidence]:
+    """Assess each period from the database and find the evidence of their envelopes (one snapshot for all)."""
     if refresh and source == "rollup":
         refresh_rollups(conninfo)
     reports = []
@@ -71,10 +75,18 @@ def run_report(conninfo: str, config: ProjectConfig, config_bytes: bytes, period
                                                  daily_export(config, loaded.data), loaded.data.envelope_hashes,
                                                  arrival_gaps(loaded.data, max(gap_ms, MS_PER_HOUR)))))
         ids = sorted({int(i) for loaded, _ in reports for i in loaded.envelope_ids})
-        evidence = attach_checkpoint(conn, np.array(ids, np.int64))
+        evidence = attach_checkpoint(conn, np.array(ids, np.int64), log_vkey)
     if progress:
         progress(len(periods), len(periods), "done")
-    return build_report(config, config_bytes, [r for _, r in reports], source=source, evidence=evidence)
+    return [r for _, r in reports], evidence
+
+
+def run_report(conninfo: str, config: ProjectConfig, config_bytes: bytes, periods: Sequence[Span], *,
+               source: Source = "rollup", refresh: bool = True, progress: Progress | None = None
+               ) -> dict[str, Any]:
+    """Assess each period from the database (one snapshot for all) and build the report document."""
+    reports, evidence = assess_periods(conninfo, config, periods, source=source, refresh=refresh, progress=progress)
+    return build_report(config, config_bytes, reports, source=source, evidence=evidence)
 
 
 def _date(text: str) -> dt.date:
@@ -96,6 +108,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         help="rollup (default) or scan: every raw reading, for checking")
     parser.add_argument("--no-refresh", dest="refresh", action="store_false",
                         help="do not pack new data into the rollups first (unpacked days are read raw)")
+    parser.add_argument("--log-vkey", help="the log's verifier key (from `mrv anchor keygen`): write "
+                                           "report.bundle.json, the evidence bundle of the report's envelopes")
     return parser
 
 
@@ -114,12 +128,14 @@ def main(argv: list[str], prog: str = "mrv report") -> int:
         if config.project_id != args.project:
             raise ValueError(f"the configuration is for project {config.project_id!r}, not {args.project!r}")
         periods = monthly_periods(first, last, config.utc_offset_minutes)
-        doc = run_report(args.conninfo, config, config_bytes, periods, source=args.source, refresh=args.refresh,
-                         progress=progress_bar(sys.stderr))
-        paths = write_report(args.out, doc)
+        reports, evidence = assess_periods(args.conninfo, config, periods, source=args.source,
+                                           refresh=args.refresh, progress=progress_bar(sys.stderr),
+                                           log_vkey=args.log_vkey)
+        doc = build_report(config, config_bytes, reports, source=args.source, evidence=evidence)
+        paths = write_report(args.out, doc, None if evidence.bundle is None else evidence.bundle.data)
     except (OSError, ValueError, tomllib.TOMLDecodeError, MrvError, psycopg.Error) as e:
         print(f"{prog}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
         return 1
     print(f"{len(periods)} period(s): net generation {doc['totals']['net_wh']} Wh, reductions "
-          f"{doc['totals']['reductions_tco2e']} tCO2e -> {paths['json']}, {paths['csv']}, {paths['html']}")
+          f"{doc['totals']['reductions_tco2e']} tCO2e -> {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -31,6 +31,7 @@ from mrv_engine.timespan import Span, day_start_ms
 from mrv_engine.units import MS_PER_DAY, MS_PER_HOUR, tonnes_text
 
 FORMAT = "mrv-report/1"
+BUNDLE = "report.bundle.json"  # the evidence bundle, next to report.json
 
 
 def month_range(text: str) -> tuple[dt.date, dt.date]:
@@ -127,7 +128,7 @@ def build_report(config: ProjectConfig, config_bytes: bytes, periods: Sequence[P
     results = [p.result for p in periods]
     offset = config.utc_offset_minutes
     parameters = {canonical_json(par.to_dict()): par.to_dict() for r in results for par in r.parameters}
-    notes = [evidence.note]
+    notes = list(evidence.notes)
     for i, p in enumerate(periods):
         gaps = [f for f in p.result.flags if f.code is FlagCode.GAP]
         if gaps:
@@ -158,6 +159,9 @@ def build_report(config: ProjectConfig, config_bytes: bytes, periods: Sequence[P
             "parameters": list(parameters.values()),
         },
         "checkpoint": evidence.checkpoint,
+        "evidence": None if evidence.bundle is None else {
+            "bundle": BUNDLE, "envelopes": evidence.bundle.envelopes,
+            "checkpoint_size": evidence.bundle.checkpoint_size},
         "notes": notes,
     }
 
@@ -270,6 +274,11 @@ def report_html(doc: dict[str, Any]) -> str:
     anchor = ("none" if checkpoint is None else
               f'tree size <span data-field="checkpoint_size" data-period="total" data-value="{checkpoint["size"]}">'
               f'{checkpoint["size"]}</span>, root <code>{checkpoint["root"]}</code>')
+    bundle = doc["evidence"]
+    proofs = ("none (see the notes)" if bundle is None else
+              f'<code>{html.escape(bundle["bundle"])}</code>, {bundle["envelopes"]} envelopes proved against the '
+              f'checkpoint of tree size {bundle["checkpoint_size"]}; check it with '
+              f'<code>mrv verify {html.escape(bundle["bundle"])}</code>')
     envelopes = doc["inputs"]["envelopes"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Monitoring report {html.escape(doc["project_id"])}</title>
@@ -279,6 +288,7 @@ def report_html(doc: dict[str, Any]) -> str:
 configuration SHA-256 <code>{doc["inputs"]["config_sha256"]}</code>;
 {envelopes["count"]} envelopes, digest <code>{envelopes["sha256"]}</code>.</p>
 <p>Checkpoint covering every envelope: {anchor}</p>
+<p>Evidence bundle: {proofs}</p>
 <table><tr><th>period</th>{"".join(f"<th>{h}</th>" for _, h in _COLUMNS)}<th>carbon-asset id</th></tr>
 {rows}</table>
 {_bars("Net generation per period (Wh)", labels, [f["net_generation_wh"] for f in fields],
@@ -295,10 +305,17 @@ configuration SHA-256 <code>{doc["inputs"]["config_sha256"]}</code>;
 """
 
 
-def write_report(out_dir: Path, doc: dict[str, Any]) -> dict[str, Path]:
-    """report.json, report.csv and report.html in `out_dir`."""
+def write_report(out_dir: Path, doc: dict[str, Any], bundle: bytes | None = None) -> dict[str, Path]:
+    """report.json, report.csv and report.html in `out_dir`, and the evidence bundle the report names."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "csv": out_dir / "report.csv", "html": out_dir / "report.html"}
+    if (bundle is None) != (doc["evidence"] is None):
+        raise ValueError("the report names an evidence bundle if and only if one is written with it")
+    if bundle is None:
+        (out_dir / BUNDLE).unlink(missing_ok=True)  # one of an earlier report
+    else:
+        paths["bundle"] = out_dir / BUNDLE
+        paths["bundle"].write_bytes(bundle)
     paths["json"].write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     paths["csv"].write_text(report_csv(doc))
     paths["html"].write_text(report_html(doc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from anchoring.ledger.local import LocalLedger
 from anchoring.sequencer import anchor, integrate
 from anchoring.verifier import verify_bundle
 from tests.anchoring.pg_log import insert_envelopes, new_device
+from tests.ingest.helpers import T0
 
 ORIGIN = "test.example/mrv-log"
 
@@ -62,6 +64,34 @@ def test_bundle_from_the_database_verifies(anchored_log: tuple[str, Signer, Path
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS  receipt of checkpoint 5 on local" in done.stdout
     assert "PASS  envelope meter-1/3 (leaf 3)" in done.stdout
+
+
+def test_bundle_carries_arrival_times_and_the_verifier_checks_them(
+        anchored_log: tuple[str, Signer, Path, list[int]], tmp_path: Path) -> None:
+    conninfo, signer, ledger, ids = anchored_log
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        received = {int(i): t for i, t in conn.execute(
+            "SELECT id, received_at FROM envelopes WHERE id = ANY(%s)", [ids[:3]]).fetchall()}
+        bundle = build_bundle(conn, ids[:3], signer.verifier)
+        # The key's window closes a day after the device times (2026-01-01) but before the envelopes
+        # arrived (they were inserted now): valid at the device time, not at arrival.
+        until = dt.datetime.fromtimestamp(T0 / 1000, dt.UTC) + dt.timedelta(days=1)
+        conn.execute("UPDATE device_keys SET valid_until = %s", [until])
+        closed = build_bundle(conn, ids[:3], signer.verifier)
+    assert [e.received_at for e in bundle.envelopes] == [received[i] for i in ids[:3]]
+    assert all(e.received_at.utcoffset() == dt.timedelta(0) for e in bundle.envelopes)
+    assert Bundle.decode(bundle.encode()) == bundle
+    assert verify_bundle(bundle).ok
+    path = tmp_path / "closed.json"
+    path.write_bytes(closed.encode())
+    done = _mrv("verify", str(path), "--ledger-file", str(ledger), "--vkey", signer.verifier.vkey)
+    assert done.returncode == 1
+    kid = closed.keys[0].kid.hex()
+    for envelope in closed.envelopes:
+        assert (f"FAIL  {envelope.name}: key {kid} was not valid at arrival {envelope.received_at.isoformat()} "
+                f"(valid from ") in done.stdout
+    assert done.stderr.strip() == ("mrv verify: verification FAILED: "
+                                   + "; ".join(e.name for e in closed.envelopes))
 
 
 def test_proof_command_prints_a_tlog_proof(anchored_log: tuple[str, Signer, Path, list[int]]) -> None:
