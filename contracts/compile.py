@@ -19,7 +19,7 @@ from managed_services.anvil import node_tool
 SOLC_PACKAGE = "solc@0.8.37"
 HERE = Path(__file__).resolve().parent
 SOURCE = "contracts/CheckpointAnchor.sol"  # relative to the repository: the path is in the metadata hash
-ARTIFACT = HERE / "CheckpointAnchor.json"
+ARTIFACT = HERE.parent / "anchoring" / "ledger" / "CheckpointAnchor.json"  # package data: deploy works when installed
 
 
 def build() -> str:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from anchoring.cli import ARTIFACT
 from managed_services.anvil import NODE_PREFIX, Anvil
-
-ARTIFACT = Path(__file__).resolve().parent.parent / "contracts" / "CheckpointAnchor.json"
 
 
 def node_tools_available() -> bool:
