@@ -54,10 +54,11 @@ def test_every_published_envelope_is_stored_with_its_readings(pg_conninfo: str, 
     with running_worker(pg_conninfo, mosquitto.port, http__port=str(http_port)) as worker:
         publisher.publish(items)
         wait_until(lambda: count(pg_conninfo, "envelopes") == len(items), 30, "every envelope stored")
+        # The counters move after the commit and the acks, a moment after the rows are visible.
+        wait_until(lambda: worker.metrics.stored == len(items), 10, "every envelope counted")
         status, health = scrape(http_port, "/healthz")
         assert status == 200 and json.loads(health) == {"broker_connected": True, "database_up": True}
         _, metrics = scrape(http_port)
-        assert worker.metrics.stored == len(items)
     publisher.close()
     assert count(pg_conninfo, "readings") == expected_readings
     assert count(pg_conninfo, "quarantine") == 0 and count(pg_conninfo, "chain_events") == 0
