@@ -10,18 +10,15 @@ See deploy/edge.example.toml.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,18 +26,13 @@ from pydantic import (
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import DEFAULT_MAX_BYTES, OverflowPolicy
 from edge_agent.sources import SourceConfig
+from mrv_common.settings import ConfigPath, SettingsError, load_settings
 from protocol.ids import check_id
 
 ENV_PREFIX = "MRV_EDGE__"
 OUTBOX_FILE = "outbox.sqlite"
 
 
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    base = info.context.get("base_dir") if info.context else None
-    return Path(base, path) if base is not None and not path.is_absolute() else path
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve)]
 Id = Annotated[str, AfterValidator(lambda v: check_id(v, "id"))]
 
 
@@ -123,39 +115,6 @@ class EdgeConfig(AgentSettings):
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> EdgeConfig:
     """Read, override from the environment and validate; raises ConfigError in one line."""
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}") from None
-    apply_env_overrides(data, os.environ if environ is None else environ)
-    try:
-        return EdgeConfig.model_validate(data, context={"base_dir": Path(path).resolve().parent})
-    except ValidationError as e:
-        raise ConfigError(f"{path}: {_summarise(e)}") from None
-
-
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """Set data[a][b] = value for each MRV_EDGE__A__B=value (list items by index)."""
-    for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX):
-            continue
-        *parents, leaf = name[len(ENV_PREFIX):].lower().split("__")
-        node: Any = data
-        try:
-            for key in parents:
-                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-            if isinstance(node, list):
-                node[int(leaf)] = value
-            else:
-                node[leaf] = value
-        except (ValueError, IndexError, TypeError, AttributeError):
-            raise ConfigError(f"environment variable {name} does not name a configuration value") from None
-
-
-def _summarise(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"])
-        problems.append(f"{where}: {item['msg']}" if where else item["msg"])
-    return "; ".join(problems)
+        return load_settings(EdgeConfig, path, os.environ if environ is None else environ, ENV_PREFIX)
+    except SettingsError as e:
+        raise ConfigError(str(e)) from None

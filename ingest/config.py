@@ -9,34 +9,24 @@ Relative paths are relative to the configuration file. See ingest/ingest.example
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
-    ValidationInfo,
     model_validator,
 )
 
 from ingest.decide import Policy
 from ingest.errors import ConfigError
+from mrv_common.settings import ConfigPath, SettingsError, load_settings
 from protocol.ids import check_id
 
 ENV_PREFIX = "MRV_INGEST__"
-
-
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    base = info.context.get("base_dir") if info.context else None
-    return Path(base, path) if base is not None and not path.is_absolute() else path
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve)]
 
 
 class _Model(BaseModel):
@@ -125,27 +115,7 @@ class IngestConfig(_Model):
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> IngestConfig:
     """Read `path` (None: defaults only), apply MRV_INGEST__ overrides, validate; ConfigError in one line."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path} is not valid TOML: {e}") from None
-    for name, value in sorted((os.environ if environ is None else environ).items()):
-        if name.startswith(ENV_PREFIX):
-            *sections, leaf = name[len(ENV_PREFIX):].lower().split("__")
-            node = data
-            for section in sections:
-                child = node.setdefault(section, {})
-                if not isinstance(child, dict):
-                    raise ConfigError(f"environment variable {name} does not name a configuration value")
-                node = child
-            node[leaf] = value
-    base_dir = Path(path).resolve().parent if path is not None else None
     try:
-        return IngestConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as e:
-        where = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path or 'configuration'}: {where}") from None
+        return load_settings(IngestConfig, path, os.environ if environ is None else environ, ENV_PREFIX)
+    except SettingsError as e:
+        raise ConfigError(str(e)) from None

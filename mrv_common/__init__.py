@@ -1,0 +1,1 @@
+"""Small pieces every service shares (configuration files); importable by an edge-only install."""
