@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "proof": ("anchoring.cli_proof", "server", "inclusion proof of one envelope (C2SP tlog-proof)"),
     "verify": ("anchoring.cli_verify", "", "verify an evidence bundle offline"),
     "report": ("mrv_engine.cli", "server", "monitoring report of a project and period"),
-    "console": ("mrv_engine.console", "server", "operator API and dashboard"),
+    "console": ("mrv_engine.console.cli", "server", "operator API and dashboard"),
 }
 
 

@@ -4,7 +4,8 @@ Project-managed PostgreSQL and Mosquitto (per-device passwords and ACL) → devi
 ingest worker (a real `mrv ingest run` process) → simulated PV and wind plants read by a real edge
 agent in accelerated time (signed, outboxed, published) → stored and quarantined counts → a
 tampered and a garbage message, refused with their reasons → the Merkle log anchored and a
-monitoring report (when those packages are present). Everything lives under --dir.
+monitoring report (when those packages are present) → the operator console (`mrv console serve`) on
+a free port, serving until Ctrl-C. Everything lives under --dir.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -41,6 +44,7 @@ from managed_services._process import free_port
 from managed_services.anvil import Anvil
 from managed_services.mosquitto import Mosquitto
 from managed_services.postgres import Postgres
+from mrv_engine.console import users
 from protocol.envelope import Reading
 from protocol.keys import PublicKeyRecord
 from protocol.metrics import Quality
@@ -100,13 +104,15 @@ def ingest_process(workdir: Path, broker: Mosquitto, db: Postgres, password: str
         yield log_path
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
-    """Until the worker is connected and subscribed: the broker keeps nothing for a subscription
-    that does not exist yet, so the plants must not start before it."""
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 60, *,
+                 ready: str = "broker_connected", name: str = "the ingest worker") -> None:
+    """Until the service's health document says `ready` (the ingest worker: connected and subscribed,
+    as the broker keeps nothing for a subscription that does not exist yet, so the plants must not
+    start before it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the ingest worker exited with {proc.returncode}; see {log_path}")
+            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log_path}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own localhost URL)
                 body = response.read()
@@ -114,10 +120,10 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeou
             body = e.read()
         except OSError:
             body = b"{}"
-        if json.loads(body or b"{}").get("broker_connected"):
+        if json.loads(body or b"{}").get(ready):
             return
         time.sleep(0.3)
-    raise TimeoutError(f"the ingest worker is not healthy after {timeout:.0f} s; see {log_path}")
+    raise TimeoutError(f"{name} is not healthy after {timeout:.0f} s; see {log_path}")
 
 
 def enroll_fleet(conn: psycopg.Connection, fleet: Fleet, valid_from: dt.datetime) -> dict[str, str]:
@@ -271,7 +277,8 @@ def monitoring_report(workdir: Path, db: Postgres, fleet: Fleet, kind: str, proj
     """`mrv report` over the simulated days, with its evidence bundle; returns the report's
     directory and a one-line summary."""
     meters = [(d.device_id, d.config.capacity_w) for d in fleet.devices if d.config.kind.value == kind]
-    config = workdir / f"{project_id}.toml"
+    config = workdir / "projects" / f"{project_id}.toml"  # where the console's configuration points
+    config.parent.mkdir(exist_ok=True)
     config.write_text(project_toml(project_id, kind, meters))
     first = dt.datetime.fromtimestamp(fleet.config.start_ms / 1000, dt.UTC).date()
     last = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
@@ -287,6 +294,52 @@ def monitoring_report(workdir: Path, db: Postgres, fleet: Fleet, kind: str, proj
     return out, f"report {project_id}: {shown} -> {out / 'report.html'}"
 
 
+def write_secret(path: Path, text: str) -> Path:
+    """A file only its owner reads (created 0600, never wider for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+    return path
+
+
+@contextmanager
+def console_process(workdir: Path, db: Postgres, conn: psycopg.Connection
+                    ) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """A real `mrv console serve` on a free port over the demo's database and project configurations,
+    with an admin whose generated password is written to a 0600 file; yields (URL, password file, process)."""
+    password = users.new_password()
+    users.add_user(conn, "admin", users.Role.ADMIN, password)
+    password_file = write_secret(workdir / "console-admin.password", password)
+    port = free_port()
+    config = workdir / "console.toml"
+    vkey = read_log_key(workdir / "log.key").verifier.vkey
+    # JSON strings are TOML basic strings; relative paths are relative to the configuration file.
+    config.write_text(f"conninfo = {json.dumps(db.conninfo())}\nport = {port}\nprojects_dir = \"projects\"\n"
+                      f"reports_dir = \"console/reports\"\nlog_vkey = {json.dumps(vkey)}\n")
+    log_path = workdir / "console.log"
+    with background(mrv_command("console", "serve", "--config", str(config)), log_path) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(f"{url}/healthz", proc, log_path, ready="status", name="the console")
+        yield url, password_file, proc
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve_until_interrupted(console: subprocess.Popen[bytes]) -> bool:
+    """Keep every service running until Ctrl-C or SIGTERM (True), or until the console stops by itself
+    (False). Either way the caller's ExitStack then stops every service."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while console.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print(flush=True)
+        return True
+    return False
+
+
 def main(argv: list[str], prog: str = "mrv up") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[1] if __doc__ else None,
@@ -297,6 +350,8 @@ def main(argv: list[str], prog: str = "mrv up") -> int:
     parser.add_argument("--days", type=int, default=1, help="whole UTC days simulated, ending at today's midnight")
     parser.add_argument("--seconds", type=float, default=60.0, help="wall-clock seconds to simulate them in")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--exit", action="store_true",
+                        help="stop everything once the pipeline has run, instead of serving the console until Ctrl-C")
     args = parser.parse_args(argv)
 
     workdir = args.dir.resolve()
@@ -360,7 +415,19 @@ def main(argv: list[str], prog: str = "mrv up") -> int:
             bundle = out / "report.bundle.json"
             say(f"evidence bundle {bundle}: mrv verify -> {verify_evidence(bundle, verify_ledger)}")
 
-    say(f"done. Look under {workdir}: reports/*/report.html (monitoring reports), reports/*/report.bundle.json "
-        "(evidence: `mrv verify FILE` offline; the ledger check needs the demo's anvil, which stops with it), "
-        "gateway/outbox.sqlite, ingest.log, sequencer.log")
+        say(f"done. Look under {workdir}: reports/*/report.html (monitoring reports), reports/*/report.bundle.json "
+            "(evidence: `mrv verify FILE` offline; the ledger check needs the demo's anvil, which stops with it), "
+            "gateway/outbox.sqlite, ingest.log, sequencer.log")
+        if not args.exit:
+            url, password_file, console = stack.enter_context(console_process(workdir, db, conn))
+            first_day = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC).date()
+            last_day = first_day + dt.timedelta(days=args.days - 1)
+            say(f"console: {url}  (log in as admin; the password is in {password_file}: "
+                f"cat {password_file})")
+            say(f"the simulated days' report: {url}/projects/{next(iter(PROJECTS.values()))}/reports/"
+                f"{first_day}..{last_day}")
+            say("serving the console, broker, database and ledger; Ctrl-C stops them all")
+            if not serve_until_interrupted(console):
+                say(f"the console stopped by itself (exit {console.returncode}); see {workdir / 'console.log'}")
+                return 1
     return 0 if produced == stored else 1
