@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import psycopg
 
 from mrv_engine.assessment import assess_period
+from mrv_engine.columns import distinct_sorted
 from mrv_engine.config import ProjectConfig, load_project_config
 from mrv_engine.db import SOURCES, Source, connect, load_period, refresh_rollups
 from mrv_engine.errors import MrvError
@@ -74,8 +74,8 @@ def assess_periods(conninfo: str, config: ProjectConfig, periods: Sequence[Span]
             reports.append((loaded, PeriodReport(assess_period(config, loaded.data),
                                                  daily_export(config, loaded.data), loaded.data.envelope_hashes,
                                                  arrival_gaps(loaded.data, max(gap_ms, MS_PER_HOUR)))))
-        ids = sorted({int(i) for loaded, _ in reports for i in loaded.envelope_ids})
-        evidence = attach_checkpoint(conn, np.array(ids, np.int64), log_vkey)
+        ids = distinct_sorted([loaded.envelope_ids for loaded, _ in reports])
+        evidence = attach_checkpoint(conn, ids, log_vkey)
     if progress:
         progress(len(periods), len(periods), "done")
     return [r for _, r in reports], evidence

@@ -7,9 +7,10 @@ Packed rollups (ingest/migrations/0005_rollups.sql) hold big-endian arrays; raw 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +22,43 @@ _I8 = np.dtype(">i8")
 _I4 = np.dtype(">i4")
 _F8 = np.dtype(">f8")
 HASH_BYTES = 32
+_Part = TypeVar("_Part", "ReadingColumns", "EnvelopeColumns")
+
+
+def _by_first(parts: Sequence[_Part], times: Callable[[_Part], I64]) -> list[_Part]:
+    """The non-empty parts, by their first time."""
+    return sorted((p for p in parts if times(p).size), key=lambda p: int(times(p)[0]))
+
+
+def _ordered(times: I64, ids: I64) -> bool:
+    """Whether rows are in (time, id) order."""
+    later = times[1:] > times[:-1]
+    return bool(np.all(later | ((times[1:] == times[:-1]) & (ids[1:] > ids[:-1]))))
+
+
+def _slice(times: I64, lo_ms: int, hi_ms: int) -> slice:
+    """The rows of sorted `times` in [lo_ms, hi_ms]: a view, not a copy."""
+    return slice(int(np.searchsorted(times, lo_ms, "left")), int(np.searchsorted(times, hi_ms, "right")))
+
+
+def _kept(keep: NDArray[np.bool_], *columns: NDArray[Any]) -> tuple[NDArray[Any], ...]:
+    """`columns` where `keep`; the columns themselves when it keeps every row (the usual case)."""
+    return columns if bool(keep.all()) else tuple(c[keep] for c in columns)
+
+
+def distinct_sorted(arrays: Sequence[I64]) -> I64:
+    """The distinct values of `arrays`, sorted. Envelope ids are dense: marked in a bitmap over their range
+    when it is not much larger than their count, sorted otherwise."""
+    values = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+    if not values.size:
+        return values
+    low, high = int(values.min()), int(values.max())
+    if high - low < 8 * values.size:
+        present = np.zeros(high - low + 1, dtype=np.bool_)
+        present[values - low] = True
+        return np.flatnonzero(present) + low
+    values = np.sort(values)
+    return values[np.concatenate(([True], values[1:] != values[:-1]))]
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,15 +94,18 @@ class ReadingColumns:
     @classmethod
     def concat(cls, parts: Sequence[ReadingColumns], *, integer: bool) -> ReadingColumns:
         """Parts in any order, merged into (timestamp, envelope id) order."""
+        parts = _by_first(parts, lambda p: p.ts_ms)
         if not parts:
             return cls.empty(integer=integer)
         ts, ids = np.concatenate([p.ts_ms for p in parts]), np.concatenate([p.envelope_ids for p in parts])
+        values, quality = np.concatenate([p.values for p in parts]), np.concatenate([p.quality for p in parts])
+        if _ordered(ts, ids):  # parts of disjoint days, each sorted: the usual case
+            return cls(ts, values, quality, ids)
         order = np.lexsort((ids, ts))
-        return cls(ts[order], np.concatenate([p.values for p in parts])[order],
-                   np.concatenate([p.quality for p in parts])[order], ids[order])
+        return cls(ts[order], values[order], quality[order], ids[order])
 
     def between(self, lo_ms: int, hi_ms: int) -> ReadingColumns:
-        inside = (self.ts_ms >= lo_ms) & (self.ts_ms <= hi_ms)
+        inside = _slice(self.ts_ms, lo_ms, hi_ms)
         return ReadingColumns(self.ts_ms[inside], self.values[inside], self.quality[inside],
                               self.envelope_ids[inside])
 
@@ -74,15 +115,14 @@ class ReadingColumns:
 
     def register(self) -> RegisterSeries:
         keep = self._first_per_time()
-        return RegisterSeries(self.ts_ms[keep], self.values[keep].astype(np.int64), self.quality[keep])
+        return RegisterSeries(*_kept(keep, self.ts_ms, self.values.astype(np.int64, copy=False), self.quality))
 
     def samples(self) -> SampleSeries:
         """Usable, finite samples, one per instant."""
-        values = self.values.astype(np.float64)
-        usable = ((self.quality & UNUSABLE) == 0) & np.isfinite(values)
-        ts = self.ts_ms[usable]
+        values = self.values.astype(np.float64, copy=False)
+        ts, values = _kept(((self.quality & UNUSABLE) == 0) & np.isfinite(values), self.ts_ms, values)
         keep = np.concatenate(([True], np.diff(ts) > 0)) if ts.size else np.zeros(0, bool)
-        return SampleSeries(ts[keep], values[usable][keep])
+        return SampleSeries(*_kept(keep, ts, values))
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,27 +148,32 @@ class EnvelopeColumns:
 
     @classmethod
     def concat(cls, parts: Sequence[EnvelopeColumns]) -> EnvelopeColumns:
+        """Parts in any order, merged into (device time, id) order."""
+        parts = _by_first(parts, lambda p: p.device_time_ms)
         if not parts:
             return cls.of_rows(())
         ids, times = np.concatenate([p.ids for p in parts]), np.concatenate([p.device_time_ms for p in parts])
+        received, hashes = np.concatenate([p.received_ms for p in parts]), np.concatenate([p.hashes for p in parts])
+        if _ordered(times, ids):
+            return cls(ids, times, received, hashes)
         order = np.lexsort((ids, times))
-        return cls(ids[order], times[order], np.concatenate([p.received_ms for p in parts])[order],
-                   np.concatenate([p.hashes for p in parts])[order])
+        return cls(ids[order], times[order], received[order], hashes[order])
 
     def between(self, lo_ms: int, hi_ms: int) -> EnvelopeColumns:
-        inside = (self.device_time_ms >= lo_ms) & (self.device_time_ms <= hi_ms)
+        inside = _slice(self.device_time_ms, lo_ms, hi_ms)
         return EnvelopeColumns(self.ids[inside], self.device_time_ms[inside], self.received_ms[inside],
                                self.hashes[inside])
 
     def arrivals(self, lo_ms: int, hi_ms: int) -> ArrivalSeries:
         """Envelopes with device time in [lo_ms, hi_ms], one per device time (the first stored)."""
-        inside = (self.device_time_ms >= lo_ms) & (self.device_time_ms <= hi_ms)
+        inside = _slice(self.device_time_ms, lo_ms, hi_ms)
         times, received = self.device_time_ms[inside], self.received_ms[inside]
         keep = np.concatenate(([True], np.diff(times) > 0)) if times.size else np.zeros(0, bool)
         return ArrivalSeries(times[keep], received[keep])
 
 
 _HEX = np.array([f"{b:02x}".encode() for b in range(256)], dtype="S2")
+_HASH = np.dtype((np.void, HASH_BYTES))
 
 
 def hex_digests(hashes: NDArray[np.void]) -> list[str]:
@@ -137,14 +182,84 @@ def hex_digests(hashes: NDArray[np.void]) -> list[str]:
     return np.ascontiguousarray(pairs).view(f"S{2 * HASH_BYTES}").ravel().astype(f"U{2 * HASH_BYTES}").tolist()
 
 
+def _sorted_distinct(hashes: NDArray[np.void]) -> NDArray[np.void]:
+    """Hashes in byte order (= hex order), duplicates dropped: sorted on their first 8 bytes, and on all 32
+    only if two share those (practically never for SHA-256)."""
+    hashes = np.ascontiguousarray(hashes)
+    words = np.frombuffer(hashes.tobytes(), ">u8").reshape(-1, HASH_BYTES // 8)
+    order = np.argsort(words[:, 0])
+    prefixes = words[order, 0]
+    if bool(np.all(prefixes[1:] != prefixes[:-1])):  # distinct prefixes: distinct hashes
+        return hashes[order]
+    order = np.lexsort(words.T[::-1])
+    words = words[order]
+    keep = np.concatenate(([True], np.any(words[1:] != words[:-1], axis=1)))
+    return hashes[order][keep]
+
+
+class EnvelopeHashes(Sequence[str]):
+    """A set of envelope hashes held as raw bytes, sorted and distinct: reads as a sequence of lowercase hex
+    strings, and `sha256` digests it without making a string per envelope (a project-year holds
+    millions). The digest equals `results.EnvelopeDigest.of` over the hex strings."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, hashes: NDArray[np.void]) -> None:
+        self.raw: NDArray[np.void] = _sorted_distinct(hashes.astype(_HASH, copy=False))
+
+    @classmethod
+    def union(cls, sets: Sequence[EnvelopeHashes]) -> EnvelopeHashes:
+        if len(sets) == 1:
+            return sets[0]
+        return cls(np.concatenate([s.raw for s in sets]) if sets else np.zeros(0, _HASH))
+
+    def __len__(self) -> int:
+        return int(self.raw.size)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return hex_digests(self.raw[index])
+        return bytes(self.raw[index]).hex()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(hex_digests(self.raw))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EnvelopeHashes):
+            return bool(np.array_equal(self.raw, other.raw))
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw.tobytes()).hexdigest()
+
+
 def hash_lookup(envelopes: Sequence[EnvelopeColumns], ids: I64) -> tuple[NDArray[np.void], I64]:
     """The hashes of those `ids` found among `envelopes`, and the ids not found."""
-    known = EnvelopeColumns.concat(envelopes)
-    order = np.argsort(known.ids, kind="stable")
-    sorted_ids = known.ids[order]
-    at = np.clip(np.searchsorted(sorted_ids, ids), 0, max(sorted_ids.size - 1, 0))
-    found = (sorted_ids[at] == ids) if sorted_ids.size else np.zeros(ids.size, bool)
-    return known.hashes[order][at[found]], ids[~found]
+    known = np.concatenate([e.ids for e in envelopes]) if envelopes else np.zeros(0, np.int64)
+    hashes = np.concatenate([e.hashes for e in envelopes]) if envelopes else np.zeros(0, _HASH)
+    if not known.size:
+        return hashes, ids
+    low, span = int(known.min()), int(known.max()) - int(known.min()) + 1
+    if span <= 8 * known.size:  # dense ids, as envelope ids are: a position table instead of a sort
+        position = np.full(span, -1, dtype=np.int64)
+        position[known - low] = np.arange(known.size)
+        at = np.full(ids.size, -1, dtype=np.int64)
+        inside = (ids >= low) & (ids < low + span)
+        at[inside] = position[ids[inside] - low]
+    else:
+        order = np.argsort(known, kind="stable")
+        index = np.clip(np.searchsorted(known[order], ids), 0, known.size - 1)
+        at = np.where(known[order][index] == ids, order[index], -1)
+    found = at >= 0
+    return hashes[at[found]], ids[~found]
 
 
 def utc_days(lo_ms: int, hi_ms: int) -> range:

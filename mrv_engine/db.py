@@ -17,19 +17,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
 
-from mrv_engine.columns import EnvelopeColumns, ReadingColumns, hash_lookup, hex_digests, uncovered, utc_days
+from mrv_engine.columns import (
+    EnvelopeColumns,
+    EnvelopeHashes,
+    ReadingColumns,
+    distinct_sorted,
+    hash_lookup,
+    uncovered,
+    utc_days,
+)
 from mrv_engine.config import ProjectConfig
 from mrv_engine.double_claim import Claim
 from mrv_engine.net_generation import Settlement
 from mrv_engine.period_data import PeriodData
 from mrv_engine.series import I64, UNUSABLE, ArrivalSeries, MeterReadings, SampleSeries
 from mrv_engine.timespan import Span
-from mrv_engine.units import MS_PER_DAY
 from protocol.metrics import METRICS, Metric, MetricKind
 
 Source = Literal["rollup", "scan"]
@@ -43,18 +50,24 @@ _RAW_READINGS = {
     False: "SELECT (extract(epoch FROM ts) * 1000)::int8, value::float8, quality, envelope_id FROM readings "
            "WHERE device_id = %s AND metric = %s AND ts >= %s AND ts < %s ORDER BY ts, envelope_id",
 }
-_PACKED_READINGS = ("SELECT day - DATE '1970-01-01', ts_ms, vals, quality, envelope_ids FROM readings_packed "
-                    "WHERE device_id = %s AND metric = %s AND day BETWEEN %s AND %s")
+# Packed days of many series in one round trip: rows of (device, metric or NULL, day, arrays...).
+_PACKED_READINGS = ("SELECT device_id, metric, day - DATE '1970-01-01', ts_ms, vals, quality, envelope_ids "
+                    "FROM readings_packed WHERE (device_id, metric) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::int2[])) AND day BETWEEN %s AND %s")
 _RAW_ENVELOPES = ("SELECT id, (extract(epoch FROM device_time) * 1000)::int8, "
                   "(extract(epoch FROM received_at) * 1000)::int8, hash FROM envelopes "
                   "WHERE device_id = %s AND device_time >= %s AND device_time < %s ORDER BY device_time, id")
-_PACKED_ENVELOPES = ("SELECT day - DATE '1970-01-01', ids, device_time_ms, received_ms, hashes "
-                     "FROM envelopes_packed WHERE device_id = %s AND day BETWEEN %s AND %s")
+_PACKED_ENVELOPES = ("SELECT device_id, NULL::int2, day - DATE '1970-01-01', ids, device_time_ms, received_ms, hashes "
+                     "FROM envelopes_packed WHERE device_id = ANY(%s) AND day BETWEEN %s AND %s")
 _HASHES = "SELECT id, (extract(epoch FROM device_time) * 1000)::int8, 0::int8, hash FROM envelopes WHERE id = ANY(%s)"
-_LAST_BEFORE = ("SELECT (extract(epoch FROM max(ts)) * 1000)::int8 FROM readings "
-                "WHERE device_id = %s AND metric = %s AND ts <= %s AND quality & %s = 0")
-_FIRST_AFTER = ("SELECT (extract(epoch FROM min(ts)) * 1000)::int8 FROM readings "
-                "WHERE device_id = %s AND metric = %s AND ts >= %s AND quality & %s = 0")
+# Per register: the last usable reading at or before the period start and the first at or after its end,
+# for all registers in one round trip.
+_BRACKETS = """
+SELECT (extract(epoch FROM (SELECT max(ts) FROM readings r WHERE r.device_id = k.device_id
+            AND r.metric = k.metric AND r.ts <= %(start)s AND r.quality & %(unusable)s = 0)) * 1000)::int8,
+       (extract(epoch FROM (SELECT min(ts) FROM readings r WHERE r.device_id = k.device_id
+            AND r.metric = k.metric AND r.ts >= %(end)s AND r.quality & %(unusable)s = 0)) * 1000)::int8
+FROM unnest(%(devices)s::text[], %(metrics)s::int2[]) WITH ORDINALITY AS k(device_id, metric, i) ORDER BY k.i"""
 
 
 def connect(conninfo: str) -> psycopg.Connection:
@@ -95,6 +108,8 @@ class _Reader:
     def __init__(self, conn: psycopg.Connection, source: Source) -> None:
         self.conn, self.source = conn, source
         self.pending: set[tuple[str, int | None, int]] = set()
+        self.packed: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}  # by (device, metric or None)
+        self.fetched = (0, -1)  # the UTC days `packed` holds
         if source == "rollup":
             rows = conn.execute("SELECT device_id, metric, day - DATE '1970-01-01' FROM rollup_pending()")
             self.pending = {(d, m, day) for d, m, day in rows.fetchall()}
@@ -107,20 +122,51 @@ class _Reader:
         days = utc_days(lo_ms, hi_ms)
         return days[0], days[-1], [d for d in days if (device, metric, d) not in self.pending]
 
-    def bracket(self, device: str, metric: Metric, at_ms: int, *, before: bool) -> int | None:
-        row = self.conn.execute(_LAST_BEFORE if before else _FIRST_AFTER,
-                                [device, int(metric), _time(at_ms), UNUSABLE]).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+    def brackets(self, registers: Sequence[tuple[str, Metric]], period: Span) -> list[tuple[int, int]]:
+        """Per register, the window [last usable reading at or before the period start, first usable at or
+        after its end], the period's own bound where there is none."""
+        rows = self.conn.execute(_BRACKETS, {
+            "start": _time(period.start_ms), "end": _time(period.end_ms), "unusable": UNUSABLE,
+            "devices": [d for d, _ in registers], "metrics": [int(m) for _, m in registers]}).fetchall()
+        return [(period.start_ms if lo is None else int(lo), period.end_ms if hi is None else int(hi))
+                for lo, hi in rows]
+
+    def _fetch(self, series: Sequence[tuple[str, int | None]], first: int, last: int
+               ) -> dict[tuple[str, int | None], list[tuple[Any, ...]]]:
+        """The packed days first..last of each (device, metric), or of each (device, None)'s envelopes."""
+        readings = [(d, m) for d, m in series if m is not None]
+        devices = [d for d, m in series if m is None]
+        days = [_date(first), _date(last)]
+        found: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}
+        for query, args in ((_PACKED_READINGS, [[d for d, _ in readings], [m for _, m in readings]]),
+                            (_PACKED_ENVELOPES, [devices])):
+            if args[0]:
+                # binary: raw bytea, a third of the text form's transfer
+                for device, metric, *row in self.conn.execute(query, [*args, *days], binary=True).fetchall():
+                    found.setdefault((device, metric), []).append(tuple(row))
+        return found
+
+    def prefetch(self, series: Sequence[tuple[str, int | None]], lo_ms: int, hi_ms: int) -> None:
+        """Fetch the packed days of [lo_ms, hi_ms] of many series at once (see `_fetch`)."""
+        if self.source == "rollup":
+            days = utc_days(lo_ms, hi_ms)
+            self.packed, self.fetched = self._fetch(series, days[0], days[-1]), (days[0], days[-1])
+
+    def _packed_rows(self, device: str, metric: int | None, first: int, last: int, days: Sequence[int]
+                     ) -> list[tuple[Any, ...]]:
+        """(day, arrays...) of the packed `days` of a series, prefetched or fetched now."""
+        if self.fetched[0] <= first and last <= self.fetched[1]:
+            rows = self.packed.get((device, metric), [])
+        else:
+            rows = self._fetch([(device, metric)], first, last).get((device, metric), [])
+        wanted = set(days)
+        return [row for row in rows if row[0] in wanted]
 
     def readings(self, device: str, metric: Metric, lo_ms: int, hi_ms: int) -> ReadingColumns:
         integer = _integer(metric)
         first, last, days = self._plan(lo_ms, hi_ms, device, int(metric))
-        parts = []
-        if days:
-            wanted = set(days)
-            rows = self.conn.execute(_PACKED_READINGS, [device, int(metric), _date(first), _date(last)])
-            parts = [ReadingColumns.unpack(ts, vals, quality, ids, integer=integer)
-                     for day, ts, vals, quality, ids in rows.fetchall() if day in wanted]
+        parts = [ReadingColumns.unpack(ts, vals, quality, ids, integer=integer)
+                 for _, ts, vals, quality, ids in self._packed_rows(device, int(metric), first, last, days)]
         for a, b in uncovered(lo_ms, hi_ms, days):
             rows = self.conn.execute(_RAW_READINGS[integer], [device, int(metric), _time(a), _time(b)])
             parts.append(ReadingColumns.of_rows(rows.fetchall(), integer=integer))
@@ -128,24 +174,20 @@ class _Reader:
 
     def envelopes(self, device: str, lo_ms: int, hi_ms: int) -> EnvelopeColumns:
         first, last, days = self._plan(lo_ms, hi_ms, device, None)
-        parts = []
-        if days:
-            wanted = set(days)
-            rows = self.conn.execute(_PACKED_ENVELOPES, [device, _date(first), _date(last)])
-            parts = [EnvelopeColumns.unpack(ids, times, received, hashes)
-                     for day, ids, times, received, hashes in rows.fetchall() if day in wanted]
+        parts = [EnvelopeColumns.unpack(ids, times, received, hashes)
+                 for _, ids, times, received, hashes in self._packed_rows(device, None, first, last, days)]
         for a, b in uncovered(lo_ms, hi_ms, days):
             parts.append(EnvelopeColumns.of_rows(
                 self.conn.execute(_RAW_ENVELOPES, [device, _time(a), _time(b)]).fetchall()))
         return EnvelopeColumns.concat(parts).between(lo_ms, hi_ms)
 
-    def hashes(self, known: Sequence[EnvelopeColumns], ids: I64) -> list[str]:
-        """Hex hashes of the envelopes `ids`, sorted."""
+    def hashes(self, known: Sequence[EnvelopeColumns], ids: I64) -> EnvelopeHashes:
+        """The hashes of the envelopes `ids`."""
         hashes, missing = hash_lookup(known, ids)
         if missing.size:  # envelopes whose device time lies far from their readings' time
             rows = self.conn.execute(_HASHES, [missing.tolist()]).fetchall()
             hashes = np.concatenate((hashes, hash_lookup([EnvelopeColumns.of_rows(rows)], missing)[0]))
-        return sorted(hex_digests(hashes))
+        return EnvelopeHashes(hashes)
 
 
 def _sample_keys(config: ProjectConfig) -> list[tuple[str, Metric]]:
@@ -165,33 +207,38 @@ def load_period(conn: psycopg.Connection, config: ProjectConfig, period: Span, *
     reader = _Reader(conn, source)
     used: list[ReadingColumns] = []
     meters: dict[str, MeterReadings] = {}
-    window = [period.start_ms, period.end_ms]
+    registers = [(meter, metric) for meter in config.meters
+                 for metric in (Metric.ENERGY_EXPORT_WH, Metric.ENERGY_IMPORT_WH)[:1 + meter.import_register]]
+    windows = dict(zip(((m.id, metric) for m, metric in registers),
+                       reader.brackets([(m.device_id, metric) for m, metric in registers], period), strict=True))
+    window = [min([period.start_ms, *(lo for lo, _ in windows.values())]),
+              max([period.end_ms, *(hi for _, hi in windows.values())])]
+    sample_keys = _sample_keys(config)
+    senders = dict.fromkeys([m.device_id for m in config.meters] + [d for d, _ in sample_keys])
+    reader.prefetch([(m.device_id, int(metric)) for m, metric in registers]
+                    + [(d, int(metric)) for d, metric in sample_keys] + [(d, None) for d in senders], *window)
     for meter in config.meters:
         series = []
         for metric in (Metric.ENERGY_EXPORT_WH, Metric.ENERGY_IMPORT_WH)[:1 + meter.import_register]:
-            lo = reader.bracket(meter.device_id, metric, period.start_ms, before=True)
-            hi = reader.bracket(meter.device_id, metric, period.end_ms, before=False)
-            lo = period.start_ms if lo is None else lo
-            hi = period.end_ms if hi is None else hi
-            window = [min(window[0], lo), max(window[1], hi)]
+            lo, hi = windows[(meter.id, metric)]
             columns = reader.readings(meter.device_id, metric, lo, hi)
             used.append(columns)
             series.append(columns.register())
         meters[meter.id] = MeterReadings(series[0], series[1] if len(series) > 1 else None)
     samples: dict[tuple[str, Metric], SampleSeries] = {}
-    for device, metric in _sample_keys(config):
+    for device, metric in sample_keys:
         columns = reader.readings(device, metric, window[0], window[1])
         used.append(columns)
         if columns.ts_ms.size:
             samples[(device, metric)] = columns.samples()
     devices = dict.fromkeys([m.device_id for m in config.meters] + [d for d, _ in samples])
-    envelopes = [reader.envelopes(device, window[0] - MS_PER_DAY, window[1] + MS_PER_DAY) for device in devices]
+    envelopes = [reader.envelopes(device, window[0], window[1]) for device in devices]
     arrivals: dict[str, ArrivalSeries] = {}
     for device, stored in zip(devices, envelopes, strict=True):
         arrived = stored.arrivals(period.start_ms, period.end_ms)
         if arrived.device_time_ms.size:
             arrivals[device] = arrived
-    ids = np.unique(np.concatenate([c.envelope_ids for c in used]))
+    ids = distinct_sorted([c.envelope_ids for c in used])
     data = PeriodData(period=period, meters=meters, samples=samples, arrivals=arrivals, settlement=settlement,
-                      claims=tuple(claims), envelope_hashes=tuple(reader.hashes(envelopes, ids)))
+                      claims=tuple(claims), envelope_hashes=reader.hashes(envelopes, ids))
     return LoadedPeriod(data, ids, source)

@@ -9,7 +9,7 @@ reported nothing: missing energy is then bounded conservatively, never assumed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mrv_engine.double_claim import Claim
@@ -30,4 +30,4 @@ class PeriodData:
     settlement: Settlement | None = None
     fuel_consumption: Mapping[str, float] = field(default_factory=dict)  # by auxiliary fuel id
     claims: tuple[Claim, ...] = ()  # this generation's claims under other schemes
-    envelope_hashes: tuple[str, ...] = ()  # hex SHA-256 of every envelope whose readings are used
+    envelope_hashes: Sequence[str] = ()  # hex SHA-256 of every envelope whose readings are used

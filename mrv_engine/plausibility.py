@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from mrv_engine.registers import RegisterSteps, StepKind
@@ -26,6 +25,10 @@ STC_IRRADIANCE_W_M2 = 1000.0  # the irradiance at which PV nameplate capacity is
 # Solar position is judged only over steps up to this long: longer ones may hide a sunrise.
 MAX_NIGHT_STEP_MS = 2 * MS_PER_HOUR
 _FNV_PRIME = 1099511628211
+# The sun's elevation changes by at most 15°/h (its daily circle; NOAA's formulas give 0.2501°/min at most
+# over a year at any latitude): 0.3°/min bounds it with room, judged on a 10-minute grid.
+SUN_DEG_PER_MS = 0.3 / 60_000
+SUN_GRID_MS = 10 * 60_000
 
 
 def _run_bounds(mask: Mask) -> tuple[I64, I64]:
@@ -164,11 +167,24 @@ def solar_elevation_deg(latitude: float, longitude: float, t_ms: I64) -> F64:
     return np.asarray(90 - np.degrees(np.arccos(np.clip(cos_zenith, -1, 1))), dtype=np.float64)
 
 
+def _sun_surely_up(latitude: float, longitude: float, t_ms: I64, elevation_deg: float) -> Mask:
+    """Times at which the sun is certainly at or above `elevation_deg`, judged from the elevation at the start
+    of their `SUN_GRID_MS` grid cell less the most it can drop within the cell; the rest are undecided."""
+    if not t_ms.size:
+        return np.zeros(0, dtype=np.bool_)
+    first = int(t_ms.min()) // SUN_GRID_MS
+    cell = t_ms // SUN_GRID_MS - first
+    grid = (first + np.arange(int(cell.max()) + 1, dtype=np.int64)) * SUN_GRID_MS
+    lowest = solar_elevation_deg(latitude, longitude, grid)[cell] - SUN_DEG_PER_MS * (t_ms % SUN_GRID_MS)
+    return np.asarray(lowest >= elevation_deg)
+
+
 def pv_export_at_night(device_id: str, steps: RegisterSteps, latitude: float, longitude: float, *,
                        max_elevation_deg: float, tolerance_w: float) -> list[Flag]:
     """PV export while the sun is below `max_elevation_deg` at a step's start, middle and end; excluded."""
     t0, t1 = steps.t0, steps.t1
     mask = steps.counted & (t1 - t0 <= MAX_NIGHT_STEP_MS) & (steps.delta_wh > tolerance_w * _hours(steps))
+    mask[mask] = ~_sun_surely_up(latitude, longitude, t0[mask], max_elevation_deg)  # daytime export: cheap
     candidates = np.flatnonzero(mask)  # the sun's position only matters where there is export
     c0, c1 = t0[candidates], t1[candidates]
     elevation = np.maximum.reduce([solar_elevation_deg(latitude, longitude, t)
@@ -216,10 +232,19 @@ def wind_above_power_curve(device_id: str, steps: RegisterSteps, wind_speed: Sam
                        measured_wh=steps.delta_wh, bound_wh=np.floor(bound_wh).astype(np.int64))
 
 
-def _window_hashes(delta: I64, window: int) -> NDArray[np.uint64]:
-    powers = np.array([pow(_FNV_PRIME, window - 1 - j, 2**64) for j in range(window)], dtype=np.uint64)
-    rows = sliding_window_view(delta.astype(np.uint64), window)
-    return np.asarray((rows * powers).sum(axis=1, dtype=np.uint64), dtype=np.uint64)
+def _window_hashes(delta: I64, starts: I64, window: int) -> NDArray[np.uint64]:
+    """A polynomial hash (mod 2**64) of the `window` energies from each of `starts`."""
+    values = delta.astype(np.uint64)
+    hashes = np.zeros(starts.size, dtype=np.uint64)
+    for j in range(window):
+        hashes += values[starts + j] * np.uint64(pow(_FNV_PRIME, window - 1 - j, 2**64))
+    return hashes
+
+
+def _per_window(mask: Mask, window: int) -> I64:
+    """How many of each `window` consecutive entries of `mask` are True (one pass of cumulative sums)."""
+    counts = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+    return np.asarray(counts[window:] - counts[:-window], dtype=np.int64)
 
 
 def _valid_windows(steps: RegisterSteps, window: int, min_power_w: float) -> I64:
@@ -228,11 +253,12 @@ def _valid_windows(steps: RegisterSteps, window: int, min_power_w: float) -> I64
     delta = steps.delta_wh
     if delta.size < window:
         return np.zeros(0, dtype=np.int64)
-    rows = sliding_window_view(delta, window)
     duration = steps.t1[window - 1:] - steps.t0[:delta.size - window + 1]
-    low, high = rows.min(axis=1), rows.max(axis=1)
-    normal = sliding_window_view(steps.kind, window).max(axis=1) == StepKind.NORMAL
-    valid = (low > 0) & (high > low) & normal & (rows.sum(axis=1) >= min_power_w * duration / MS_PER_HOUR)
+    sums = np.concatenate(([0], np.cumsum(delta)))
+    valid = ((_per_window(delta > 0, window) == window)
+             & (_per_window(delta[1:] != delta[:-1], window - 1) > 0)  # not constant
+             & (_per_window(steps.kind != StepKind.NORMAL, window) == 0)
+             & (sums[window:] - sums[:-window] >= min_power_w * duration / MS_PER_HOUR))
     return np.flatnonzero(valid)
 
 
@@ -249,7 +275,7 @@ def duplicated_patterns(devices: Sequence[tuple[str, RegisterSteps, float]], win
     offsets = np.cumsum([0] + [steps.delta_wh.size for _, steps, _ in devices])
     energies = np.concatenate([steps.delta_wh for _, steps, _ in devices])
     positions = offsets[owners] + np.concatenate(candidates)  # window starts in `energies`
-    hashes = np.concatenate([_window_hashes(steps.delta_wh, window)[c] if c.size else np.zeros(0, np.uint64)
+    hashes = np.concatenate([_window_hashes(steps.delta_wh, c, window)
                              for (_, steps, _), c in zip(devices, candidates, strict=True)])
     if not hashes.size:
         return []

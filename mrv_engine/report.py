@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mrv_engine.columns import EnvelopeHashes
 from mrv_engine.config import ProjectConfig
 from mrv_engine.evidence import Evidence
 from mrv_engine.net_generation import MeterRole
@@ -104,7 +105,7 @@ def arrival_gaps(data: PeriodData, min_ms: int) -> list[tuple[str, int, int]]:
 class PeriodReport:
     result: PeriodResult
     daily_export: list[tuple[int, int]]
-    envelope_hashes: tuple[str, ...]
+    envelope_hashes: Sequence[str]  # columns.EnvelopeHashes from the database
     arrival_gaps: list[tuple[str, int, int]]
 
 
@@ -120,6 +121,13 @@ def _totals(results: Sequence[PeriodResult]) -> dict[str, Any]:
             "intervals_present": present, "intervals_expected": expected,
             "completeness": round(present / expected, 6) if expected else 1.0,
             "flags": sum(len(r.flags) for r in results)}
+
+
+def _envelopes(periods: Sequence[PeriodReport]) -> EnvelopeDigest:
+    hashes = [p.envelope_hashes for p in periods]
+    if all(isinstance(h, EnvelopeHashes) for h in hashes):
+        return EnvelopeDigest.of(EnvelopeHashes.union(hashes))  # type: ignore[arg-type]
+    return EnvelopeDigest.of(h for period in hashes for h in period)
 
 
 def build_report(config: ProjectConfig, config_bytes: bytes, periods: Sequence[PeriodReport], *,
@@ -155,7 +163,7 @@ def build_report(config: ProjectConfig, config_bytes: bytes, periods: Sequence[P
             "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
             "meters": [{"id": m.id, "role": m.role.value, "device_id": m.device_id,
                         "accuracy_class": m.accuracy_class} for m in config.meters],
-            "envelopes": EnvelopeDigest.of(h for p in periods for h in p.envelope_hashes).to_dict(),
+            "envelopes": _envelopes(periods).to_dict(),
             "parameters": list(parameters.values()),
         },
         "checkpoint": evidence.checkpoint,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+from mrv_engine.columns import EnvelopeHashes
 from mrv_engine.errors import InvalidResult
 from mrv_engine.timespan import Span
 from mrv_engine.units import KG_PER_TONNE, kg_from_text, tonnes_text
@@ -180,6 +181,8 @@ class EnvelopeDigest:
     @classmethod
     def of(cls, envelope_hashes: Iterable[str]) -> EnvelopeDigest:
         """Digest of hex SHA-256 envelope hashes (order and duplicates do not matter)."""
+        if isinstance(envelope_hashes, EnvelopeHashes):  # already sorted and distinct bytes
+            return cls(len(envelope_hashes), envelope_hashes.sha256())
         unique = list(envelope_hashes)
         if not all(a < b for a, b in itertools.pairwise(unique)):  # already sorted and distinct: keep
             unique = sorted(set(unique))

@@ -11,6 +11,22 @@
 -- committed since its watermark, an (envelopes.txid, envelopes.id) pair taken below the snapshot's
 -- xmin, so that an envelope committed late by a slow transaction is never skipped (see
 -- 0002_envelopes.sql). Readers treat days touched by envelopes past the watermark as not packed.
+--
+-- Hour-level aggregates (not built yet): where TimescaleDB is present, the
+-- per-hour register summary a report would read could be a continuous aggregate. UNTESTED -- TimescaleDB
+-- cannot be installed on the build machine, so nothing below runs in either mode. first()/last() by time
+-- are TimescaleDB aggregates allowed in continuous aggregates (finalized form, 2.7+); window functions
+-- are not, so per-step figures (largest step, equal neighbours) would still come from the packed days:
+--   CREATE MATERIALIZED VIEW readings_hourly WITH (timescaledb.continuous) AS
+--   SELECT device_id, metric, time_bucket(INTERVAL '1 hour', ts) AS hour, count(*) AS n,
+--          bit_or(quality) AS quality, min(ts) AS first_ts, first(value, ts) AS first_value,
+--          max(ts) AS last_ts, last(value, ts) AS last_value
+--   FROM readings WHERE metric IN (1, 2)
+--   GROUP BY device_id, metric, time_bucket(INTERVAL '1 hour', ts) WITH NO DATA;
+--   SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => INTERVAL '7 days',
+--          end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes');
+-- A continuous aggregate's refresh window is by time, not by commit: late envelopes (an outbox draining
+-- days later) need the same watermark as the packed tables before a report could trust it.
 
 CREATE TABLE rollup_watermark (
     singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),

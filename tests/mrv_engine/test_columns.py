@@ -8,9 +8,19 @@ import hashlib
 import numpy as np
 import pytest
 
-from mrv_engine.columns import EnvelopeColumns, ReadingColumns, hex_digests, uncovered, utc_days
+from mrv_engine.columns import (
+    EnvelopeColumns,
+    EnvelopeHashes,
+    ReadingColumns,
+    distinct_sorted,
+    hash_lookup,
+    hex_digests,
+    uncovered,
+    utc_days,
+)
 from mrv_engine.evidence import id_runs
 from mrv_engine.report import month_range, monthly_periods
+from mrv_engine.results import EnvelopeDigest
 from mrv_engine.timespan import day_start_ms
 from mrv_engine.units import MS_PER_DAY
 
@@ -51,6 +61,40 @@ def test_hashes_convert_in_bulk_and_arrivals_keep_one_envelope_per_device_time()
     assert hex_digests(envelopes.hashes) == [d.hex() for d in digests]
     arrivals = envelopes.arrivals(0, 15)
     assert arrivals.device_time_ms.tolist() == [10] and arrivals.arrival_ms.tolist() == [11]
+
+
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_hash_sets_digest_like_the_hex_strings(shared_prefix: bool) -> None:
+    digests = [hashlib.sha256(bytes([i % 5])).digest() for i in range(12)]  # duplicates
+    if shared_prefix:  # the first 8 bytes tie: the full sort decides
+        digests = [b"\x07" * 8 + d[8:] for d in digests] + [b"\x07" * 7 + b"\x06" + digests[0][8:]]
+    raw = np.frombuffer(b"".join(digests), np.dtype((np.void, 32)))
+    hashes = EnvelopeHashes(raw)
+    hex_set = sorted({d.hex() for d in digests})
+    assert list(hashes) == hex_set and len(hashes) == len(hex_set) and hashes[0] == hex_set[0]
+    assert EnvelopeDigest.of(hashes) == EnvelopeDigest.of(hex_set)
+    halves = EnvelopeHashes.union([EnvelopeHashes(raw[:6]), EnvelopeHashes(raw[4:])])
+    assert halves == hashes and halves == hex_set
+
+
+@pytest.mark.parametrize("spread", [1, 1_000_000])  # dense ids (bitmap) and sparse ones (sort)
+def test_distinct_sorted_ids(spread: int) -> None:
+    rng = np.random.default_rng(spread)
+    arrays = [np.sort(rng.integers(0, 50, size=40)) * spread + 7 for _ in range(3)] + [np.zeros(0, np.int64)]
+    assert distinct_sorted(arrays).tolist() == sorted({int(v) for a in arrays for v in a})
+    assert distinct_sorted([]).size == 0
+
+
+@pytest.mark.parametrize("spread", [1, 1_000_000])  # dense ids (position table) and sparse ones (sort)
+def test_hash_lookup_finds_known_ids(spread: int) -> None:
+    digests = [hashlib.sha256(bytes([i])).digest() for i in range(6)]
+    ids = [spread * i + 3 for i in range(6)]
+    parts = [EnvelopeColumns.of_rows([(ids[i], i, i, digests[i]) for i in chunk]) for chunk in ((4, 0, 2), (5, 1))]
+    wanted = np.array([ids[0], ids[5], ids[0] - 1, ids[3], ids[2], 10**9], np.int64)
+    hashes, missing = hash_lookup(parts, wanted)
+    assert hex_digests(hashes) == [digests[i].hex() for i in (0, 5, 2)]
+    assert missing.tolist() == [ids[0] - 1, ids[3], 10**9]
+    assert hash_lookup([], wanted)[1].tolist() == wanted.tolist()
 
 
 def test_envelope_ids_as_runs() -> None:

@@ -8,10 +8,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mrv_engine import assess_period
-from mrv_engine.db import LoadedPeriod, Source, connect, load_period, refresh_rollups
+from mrv_engine import FlagCode, assess_period
+from mrv_engine.cli import run_report
+from mrv_engine.db import SOURCES, LoadedPeriod, Source, connect, load_period, refresh_rollups
+from mrv_engine.seed import DeviceRecording
+from protocol.metrics import Metric, Quality
+from simulators.faults import FaultWindow, MeterFault
 from tests.mrv_engine.builders import DAY, HOUR
-from tests.mrv_engine.dbplant import DAY1, PERIOD, project_config, pure_data, recording, store
+from tests.mrv_engine.dbplant import (
+    DAY1,
+    PERIOD,
+    project_config,
+    project_toml,
+    pure_data,
+    recording,
+    store,
+)
 
 
 def _load(conninfo: str, source: Source, period: Any = PERIOD) -> LoadedPeriod:
@@ -79,3 +91,43 @@ def test_periods_of_whole_and_partial_utc_days(pg_conninfo: str, days: int) -> N
     refresh_rollups(pg_conninfo)
     period = type(PERIOD)(DAY1 + DAY // 3, DAY1 + DAY // 3 + days * DAY)
     _same(_load(pg_conninfo, "rollup", period), _load(pg_conninfo, "scan", period))
+
+
+def _replaced_meter(rec: DeviceRecording, at_h: float) -> DeviceRecording:
+    """`rec` with its export meter replaced `at_h` hours into the period (a new register from 5 Wh, the
+    reading flagged) and two readings the meter could not take."""
+    export = rec.values[Metric.ENERGY_EXPORT_WH].copy()
+    i = int(np.searchsorted(rec.device_time_ms, PERIOD.start_ms + int(at_h * HOUR)))
+    export[i:] = export[i:] - export[i] + 5
+    quality = np.zeros(export.size, np.int64)
+    quality[i] = Quality.REGISTER_RESET
+    quality[i + 30:i + 32] = Quality.SOURCE_ERROR
+    return DeviceRecording(rec.device_id, rec.device_time_ms, rec.received_ms,
+                           {**rec.values, Metric.ENERGY_EXPORT_WH: export},
+                           {Metric.ENERGY_EXPORT_WH: quality}, rec.capacity_w)
+
+
+def test_every_fault_gives_the_same_report_from_rollups_and_scan(pg_conninfo: str) -> None:
+    def window(fault: MeterFault, start_h: float, end_h: float, **kw: Any) -> FaultWindow:
+        return FaultWindow(fault, PERIOD.start_ms + int(start_h * HOUR), PERIOD.start_ms + int(end_h * HOUR), **kw)
+
+    faulty = recording("pv-1", faults=[window(MeterFault.METER_OUTAGE, 7, 8),
+                                       window(MeterFault.FROZEN_REGISTER, 11, 11.5),
+                                       window(MeterFault.NIGHT_GENERATION, 1, 2),
+                                       window(MeterFault.SPIKE, 12, 12.02),
+                                       window(MeterFault.CLOCK_DRIFT, 13, 14)])
+    copy = recording("pv-2", seed=2, faults=[window(MeterFault.DUPLICATED_PATTERN, 9, 10, donor_seed=1)])
+    recordings = [_replaced_meter(faulty, 16), copy]
+    late = (copy.device_time_ms >= PERIOD.start_ms + 6 * HOUR) & (copy.device_time_ms < PERIOD.start_ms + 9 * HOUR)
+    store(pg_conninfo, [recordings[0], copy.select(~late)])
+    refresh_rollups(pg_conninfo)
+    store(pg_conninfo, [copy.select(late)])  # a backlog the rollups have not packed
+    devices = ["pv-1", "pv-2"]
+    docs = [run_report(pg_conninfo, project_config(devices), project_toml(devices).encode(), [PERIOD],
+                       source=source, refresh=False) for source in SOURCES]
+    assert docs[0]["source"] == "rollup" and docs[1]["source"] == "scan"
+    assert {**docs[0], "source": None} == {**docs[1], "source": None}
+    codes = {f["code"] for f in docs[0]["periods"][0]["result"]["flags"]}
+    assert codes >= {FlagCode.GAP, FlagCode.FROZEN_REGISTER, FlagCode.PV_EXPORT_AT_NIGHT, FlagCode.ABOVE_NAMEPLATE,
+                     FlagCode.CLOCK_SKEW, FlagCode.DUPLICATED_PATTERN, FlagCode.REGISTER_RESET,
+                     FlagCode.UNUSABLE_READINGS}

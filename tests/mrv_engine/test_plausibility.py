@@ -92,6 +92,28 @@ def test_pv_export_at_night() -> None:
                                            tolerance_w=1_000) == []
 
 
+@pytest.mark.parametrize("latitude", [-70.0, 0.0, 39.9, 68.0])
+def test_night_export_screen_skips_only_steps_in_sure_daylight(latitude: float) -> None:
+    # Within a grid cell the sun's elevation drops by at most SUN_DEG_PER_MS (cells start on whole UTC
+    # minutes, so the formulas' step at the new year falls between cells), hence the grid screen never
+    # changes a flag: every minute of a week across the new year, against the elevation of every step.
+    start = np.int64(1_735_500_000_000)  # late December 2024
+    t = start + 60_000 * np.arange(7 * 1440, dtype=np.int64)
+    elevation = plausibility.solar_elevation_deg(latitude, 116.4, t)
+    cell_start = t - t % plausibility.SUN_GRID_MS
+    drop = plausibility.solar_elevation_deg(latitude, 116.4, cell_start) - elevation
+    assert np.all(drop <= plausibility.SUN_DEG_PER_MS * (t - cell_start))
+    steps = steps_of(RegisterSeries.of(t, 5_000 * np.arange(t.size)))
+    flags = plausibility.pv_export_at_night("m", steps, latitude, 116.4, max_elevation_deg=-3.0, tolerance_w=1_000)
+    mid = plausibility.solar_elevation_deg(latitude, 116.4, (t[:-1] + t[1:]) // 2)
+    night = np.maximum.reduce([elevation[:-1], mid, elevation[1:]]) < -3.0
+    edges = np.diff(np.concatenate(([0], night.astype(np.int8), [0])))
+    expected = [Span(int(t[a]), int(t[b])) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1),
+                                                             strict=True)]
+    assert [f.span for f in flags] == expected
+    assert expected or latitude == -70.0  # polar summer at -70°: no night to find
+
+
 def test_pv_against_measured_irradiance() -> None:
     # 500 W/m² on 1 MWp for 15 minutes: reference 125 kWh; PR ≤ 1.2 plus 1 % slack allows 152.5 kWh.
     irradiance = _samples([500.0] * 12)
@@ -139,6 +161,30 @@ def test_duplicated_patterns_across_devices() -> None:
 def test_duplicated_windows_below_the_minimum_power_are_ignored() -> None:
     low = [(name, steps_of(register(varied(10, base=100, step=7))), 10_000.0) for name in "xy"]
     assert plausibility.duplicated_patterns(low, window=8) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_candidate_windows_equal_their_definition(seed: int) -> None:
+    # The running-count screen and the per-candidate hashes against windows taken one by one.
+    rng = np.random.default_rng(seed)
+    increments = rng.choice([0, 0, 7, 7, 7, 9, 20_000, 30_000], size=400).astype(np.int64)
+    values = np.cumsum(np.concatenate(([0], increments)))
+    values[rng.integers(1, 400, size=3)] = 0  # resets
+    steps = steps_of(RegisterSeries.of(times(401, interval=60_000 * int(rng.integers(1, 3))), values))
+    window, min_power_w = 8, 100_000.0
+    got = plausibility._valid_windows(steps, window, min_power_w)
+    expected = []
+    for start in range(steps.delta_wh.size - window + 1):
+        rows, kinds = steps.delta_wh[start:start + window], steps.kind[start:start + window]
+        duration = steps.t1[start + window - 1] - steps.t0[start]
+        if (rows.min() > 0 and rows.max() > rows.min() and kinds.max() == 0
+                and rows.sum() >= min_power_w * duration / HOUR):
+            expected.append(start)
+    assert got.tolist() == expected and len(expected) > 3
+    powers = [pow(1099511628211, window - 1 - j, 2**64) for j in range(window)]
+    hashes = [sum(int(d) * p for d, p in zip(steps.delta_wh[s:s + window], powers, strict=True)) % 2**64
+              for s in expected]
+    assert plausibility._window_hashes(steps.delta_wh, got, window).tolist() == hashes
 
 
 def test_clock_skew() -> None:
