@@ -118,12 +118,13 @@ class EdgeAgent:
     def _report(self, result: AppendResult) -> None:
         for item in result.appended:
             log_event(log, logging.DEBUG, "appended", device_id=item.device_id, seq=item.seq, size=item.size)
+        full = "disk" if result.disk_bound else "max_bytes"  # what bounded the outbox
         for r in result.evicted:
             log_event(log, logging.WARNING, "outbox_evicted", device_id=r.device_id, first_seq=r.first_seq,
-                      last_seq=r.last_seq, count=r.count, policy="drop_oldest")
+                      last_seq=r.last_seq, count=r.count, policy="drop_oldest", full=full)
         for device_id in result.refused:
             log_event(log, logging.WARNING, "outbox_refused", device_id=device_id,
-                      policy=self.outbox.policy.value)
+                      policy=self.outbox.policy.value, full=full)
         for bad in result.invalid:
             log_event(log, logging.ERROR, "invalid_readings", device_id=bad.device_id, reason=bad.reason)
 

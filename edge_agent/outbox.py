@@ -6,7 +6,10 @@ Chain state (next `seq`, hash of the last envelope) lives in `devices`, apart fr
 `seq` is never reused even after its envelope was acknowledged and deleted or evicted. One
 transaction appends the envelopes of all devices for one interval (one fsync per interval).
 
-The queue is bounded by `max_bytes`. When it is full the configured `OverflowPolicy` applies, and
+The queue is bounded by `max_bytes` and by the disk: an append never takes the file system's free
+space below `disk_reserve` (room for the write-ahead log, which a checkpoint bounds, and for the deletes
+and eviction records that free space again), so a full disk is an outbox full like any other rather
+than a SQLITE_FULL on every interval. When it is full the configured `OverflowPolicy` applies, and
 either way nothing disappears silently: `drop_oldest` records every evicted device/seq range in
 `evictions`, `refuse_new` counts the refused intervals in `refusals`, and both surface as `Alarm`s
 (in `mrv edge status`, in the device's retained state message and as WARNING logs).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +39,12 @@ SCHEMA_VERSION = 1
 # entry and page slack; measured ~74 bytes for 326-byte envelopes of 13-character device ids.
 ROW_OVERHEAD_BYTES = 80
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+# The write-ahead log is checkpointed every WAL_PAGES pages (~1 MiB) and cut back to WAL_LIMIT_BYTES
+# after a checkpoint. Appends leave DISK_RESERVE_BYTES of the disk to the log (its file counts as part
+# of the reserve) and to the deletes and eviction records that free space again.
+WAL_PAGES = 256
+WAL_LIMIT_BYTES = 1536 * 1024
+DISK_RESERVE_BYTES = 2 * 1024 * 1024
 ALARM_RANGES = 10  # evicted ranges quoted in an alarm; `evicted_ranges` returns them all
 
 _SCHEMA = """
@@ -137,6 +147,7 @@ class AppendResult:
     evicted: tuple[SeqRange, ...]  # drop_oldest made room by evicting these
     refused: tuple[str, ...]  # device ids whose envelope did not fit (refuse_new, or budget < one envelope)
     invalid: tuple[Invalid, ...]
+    disk_bound: bool = False  # the disk's free space, not max_bytes, was the limit of this append
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,14 +227,14 @@ class Outbox:
     """The SQLite outbox at `path` (created unless `create=False`)."""
 
     def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST, create: bool = True) -> None:
+                 policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST, create: bool = True,
+                 disk_reserve: int = DISK_RESERVE_BYTES) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.policy = OverflowPolicy(policy)
-        # Evict a little more than needed, so a full outbox does not evict on every interval.
-        self._slack = max_bytes // 100
+        self.disk_reserve = disk_reserve
         if not create and not self.path.exists():
             raise OutboxError(f"no outbox at {self.path} (the agent creates it on its first run)")
         with self._errors():
@@ -232,6 +243,8 @@ class Outbox:
             with self._errors():
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = FULL")
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+                self._db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
                 self._check_schema(create)
         except BaseException:
             self._db.close()
@@ -298,6 +311,9 @@ class Outbox:
         moved: set[str] = set()  # devices whose chain head advanced
         with self._transaction():
             used = self._used_bytes()
+            limit = min(self.max_bytes, used + self._disk_room())
+            # Evict a little more than needed, so a full outbox does not evict on every interval.
+            slack = max(limit, 0) // 100
             heads = {device_id: (seq, prev) for device_id, seq, prev in self._db.execute(
                 "SELECT device_id, next_seq, last_hash FROM devices")}
             for draft in drafts:
@@ -313,16 +329,16 @@ class Outbox:
                     invalid.append(Invalid(draft.device_id, str(e)))
                     continue
                 need = len(raw) + ROW_OVERHEAD_BYTES
-                if used + need > self.max_bytes:
+                if used + need > limit:
                     # Only envelopes of earlier transactions are evicted: this batch is the newest.
                     match self.policy:
                         case OverflowPolicy.DROP_OLDEST:
-                            ranges, freed = self._evict(used + need - self.max_bytes + self._slack, now_ms)
+                            ranges, freed = self._evict(used + need - limit + slack, now_ms)
                             evicted += ranges
                             used -= freed
                         case OverflowPolicy.REFUSE_NEW:
                             pass
-                if used + need > self.max_bytes:
+                if used + need > limit:
                     self._record_refusal(draft.device_id, now_ms)
                     refused.append(draft.device_id)
                     continue
@@ -335,12 +351,26 @@ class Outbox:
             self._db.executemany(
                 "UPDATE devices SET next_seq = ?, last_hash = ?, appended_ms = ? WHERE device_id = ?",
                 ((*heads[device_id], now_ms, device_id) for device_id in moved))
-        return AppendResult(tuple(appended), tuple(evicted), tuple(refused), tuple(invalid))
+        return AppendResult(tuple(appended), tuple(evicted), tuple(refused), tuple(invalid),
+                            disk_bound=limit < self.max_bytes)
 
     def _used_bytes(self) -> int:
         row = self._db.execute("SELECT coalesce(sum(queued_bytes + queued * ?), 0) FROM devices",
                                (ROW_OVERHEAD_BYTES,)).fetchone()
         return int(row[0])
+
+    def _disk_room(self) -> int:
+        """Bytes the queue may still grow by on disk: free space, the write-ahead log's file and the
+        database's free pages, less the pages not yet checkpointed into the database file (they will
+        need room there) and the reserve."""
+        disk = os.statvfs(self.path.parent)
+        page_size, pages, free_pages = (int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
+                                        for name in ("page_size", "page_count", "freelist_count"))
+        unsaved = max(0, pages * page_size - self.path.stat().st_size)
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        return (disk.f_bavail * disk.f_frsize + wal_bytes + free_pages * page_size - unsaved
+                - self.disk_reserve)
 
     def _evict(self, at_least: int, now_ms: int) -> tuple[list[SeqRange], int]:
         victims: list[tuple[str, int]] = []

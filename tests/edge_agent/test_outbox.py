@@ -3,9 +3,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from edge_agent import outbox as outbox_module
 from edge_agent.errors import OutboxError
 from edge_agent.outbox import (
     ROW_OVERHEAD_BYTES,
@@ -205,3 +207,29 @@ def test_seq_ranges_groups_consecutive_seqs_per_device() -> None:
     assert seq_ranges(rows) == [SeqRange("a", 1, 3), SeqRange("a", 5, 5), SeqRange("b", 7, 8)]
     assert seq_ranges([]) == []
     assert SeqRange("a", 1, 3).count == 3
+
+
+def test_a_full_disk_is_a_full_outbox(tmp_path: Path, signers: dict[str, Signer],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """R9's rule in small: on a disk with room for ~300 KB beyond the reserve, appends never fail with
+    SQLITE_FULL; drop_oldest evicts the oldest envelopes, records them and raises the alarm."""
+    capacity = outbox_module.DISK_RESERVE_BYTES + 300_000
+
+    def statvfs(path: object) -> SimpleNamespace:  # a disk holding only the outbox's files
+        used = sum(f.stat().st_size for f in tmp_path.iterdir())
+        return SimpleNamespace(f_bavail=max(0, capacity - used), f_frsize=1)
+
+    monkeypatch.setattr(outbox_module.os, "statvfs", statvfs)
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        results = [outbox.append(drafts(signers, T0 + i * 10_000, 1000 + i), T0 + i * 10_000) for i in range(3000)]
+        assert all(len(r.appended) == 2 and not r.refused for r in results)
+        assert any(r.evicted for r in results) and all(r.disk_bound for r in results if r.evicted)
+        files = sum(f.stat().st_size for f in tmp_path.iterdir())
+        assert files <= capacity
+        for device in DEVICES:
+            kept = [s for s, _ in outbox.pending(device, -1, 10_000)]
+            ranges = outbox.evicted_ranges(device)
+            assert ranges and ranges[0].first_seq == 0  # oldest first
+            evicted = [s for r in ranges for s in range(r.first_seq, r.last_seq + 1)]
+            assert sorted(kept + evicted) == list(range(3000))
+        assert {a.code for a in outbox.alarms()} == {AlarmCode.OUTBOX_EVICTED}
