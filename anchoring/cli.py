@@ -24,19 +24,28 @@ ARTIFACT = Path(__file__).resolve().parent / "ledger" / "CheckpointAnchor.json" 
 _CONNINFO_HELP = "libpq conninfo (default: the PG* environment variables; keep passwords in ~/.pgpass)"
 
 
-def open_ledger(spec: str, *, contract: str | None = None, account: str | None = None,
+def open_ledger(spec: str, *, contract: str | None = None, account: str | None = None, key_file: Path | None = None,
                 confirmations: int = 1) -> tuple[str, Callable[[], Ledger]]:
-    """(kind, opener) for a ledger given as `local:PATH` or `evm:RPC_URL` (with `contract`)."""
+    """(kind, opener) for a ledger given as `local:PATH` or `evm:RPC_URL` (with `contract`; the
+    transactions are sent by the node from `account`, or signed with the key in `key_file`)."""
     kind, _, where = spec.partition(":")
     if kind == "local" and where:
         path = Path(where)
         return kind, lambda: LocalLedger.open(path, create=True)
     if kind == "evm" and where and contract:
-        from anchoring.ledger.evm import EvmLedger  # web3 only when an EVM ledger is used
+        from anchoring.ledger.evm import EvmLedger, read_account_key  # web3 only when an EVM ledger is used
 
-        ledger = EvmLedger(where, contract, account=account, confirmations=confirmations)
+        key = None if key_file is None else read_account_key(key_file)
+        ledger = EvmLedger(where, contract, account=account, key=key, confirmations=confirmations)
         return kind, lambda: ledger
     raise ValueError(f"unknown ledger {spec!r}: expected local:PATH, or evm:RPC_URL with --evm-contract")
+
+
+def _sender_options(command: argparse.ArgumentParser) -> None:
+    sender = command.add_mutually_exclusive_group()
+    sender.add_argument("--evm-account", help="sending account, unlocked in the node (default: its first)")
+    sender.add_argument("--evm-key", type=Path, help="file (0600) holding the sending account's private key in hex; "
+                        "transactions are signed here and sent raw (the account that deploys owns the contract)")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -53,7 +62,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--origin", help="checkpoint origin (default: the key's name)")
     run.add_argument("--ledger", required=True, help="local:PATH or evm:RPC_URL")
     run.add_argument("--evm-contract", help="address of the CheckpointAnchor contract (evm ledger)")
-    run.add_argument("--evm-account", help="sending account, unlocked in the node (default: its first)")
+    _sender_options(run)
     run.add_argument("--confirmations", type=int, default=1, help="blocks before an evm anchor is confirmed")
     run.add_argument("--once", action="store_true",
                      help="log every committed envelope, anchor the latest checkpoint, exit")
@@ -66,7 +75,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                                  epilog=f"example: {prog} deploy --rpc http://127.0.0.1:8545")
     deploy.add_argument("--rpc", required=True, help="JSON-RPC URL of the EVM node")
     deploy.add_argument("--artifact", type=Path, default=ARTIFACT, help="compiled contract (JSON)")
-    deploy.add_argument("--evm-account", help="deploying account, unlocked in the node (default: its first)")
+    _sender_options(deploy)
     status = commands.add_parser("status", help="log size, latest checkpoint, backlog, anchors (JSON)",
                                  epilog=f"example: {prog} status")
     for sub in (run, status):
@@ -77,7 +86,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     signer = read_log_key(args.log_key)
     kind, opener = open_ledger(args.ledger, contract=args.evm_contract, account=args.evm_account,
-                               confirmations=args.confirmations)
+                               key_file=args.evm_key, confirmations=args.confirmations)
     config = SequencerConfig(args.conninfo, signer, args.origin or signer.name, kind, batch=args.batch,
                              poll_seconds=args.poll, anchor_every_seconds=args.anchor_every,
                              anchor_every_leaves=args.anchor_leaves)
@@ -100,9 +109,10 @@ def main(argv: list[str], prog: str = "mrv anchor") -> int:
             print(signer.verifier.vkey)
             return 0
         if args.command == "deploy":
-            from anchoring.ledger.evm import deploy
+            from anchoring.ledger.evm import deploy, read_account_key
 
-            print(deploy(args.rpc, args.artifact, args.evm_account))
+            key = None if args.evm_key is None else read_account_key(args.evm_key)
+            print(deploy(args.rpc, args.artifact, args.evm_account, key=key))
             return 0
         if args.command == "status":
             with psycopg.connect(args.conninfo, autocommit=True) as conn:

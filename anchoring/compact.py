@@ -1,11 +1,11 @@
 """Compact ranges: the O(log n) state from which a log appends leaves and computes its root.
 
-Storage model: a **node table keyed by (level, index)**. Node (level, index) is the root of the
-perfect subtree over leaves [index * 2**level, (index + 1) * 2**level); level 0 holds the leaf hashes.
-Only perfect subtrees get an id; every hash in a proof is either one of them or is folded from a
-few of them along the tree's right edge (see `anchoring.proof`). `CompactRange.extend` reports each
-node the moment its subtree is complete, so a storage layer persists every node exactly once, in
-runs it can COPY as rows (level, index + i, hash).
+Node model: node (level, index) is the root of the perfect subtree over leaves
+[index * 2**level, (index + 1) * 2**level); level 0 holds the leaf hashes. Only perfect subtrees get
+an id; every hash in a proof is either one of them or is folded from a few of them along the tree's
+right edge (see `anchoring.proof`). `CompactRange.extend` reports each node the moment its subtree
+is complete, in runs (level, first index, hashes), so a storage layer persists what it keeps
+exactly once (`anchoring.store` keeps every fourth level, in tiles).
 """
 
 from __future__ import annotations

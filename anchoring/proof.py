@@ -1,7 +1,7 @@
 """Storage-agnostic proof generation: which nodes a proof needs, and how to assemble it from them.
 
-A store answers a `ProofPlan` with one read of `plan.nodes` (O(log n) ids, e.g. a single
-`WHERE (level, index) IN (...)` query) and hands the result to `plan.assemble`. Node ids follow
+A store answers a `ProofPlan` with one read of `plan.nodes` (O(log n) ids; `anchoring.store`
+reads the few hash tiles that hold them in one query) and hands the result to `plan.assemble`. Node ids follow
 `anchoring.compact`: (level, index) of perfect subtrees.
 """
 

@@ -46,6 +46,18 @@ def node_hashes(lefts: Iterable[bytes], rights: Iterable[bytes]) -> list[bytes]:
     return hashes
 
 
+def node_hashes_packed(pairs: bytes) -> list[bytes]:
+    """SHA-256(0x01 || pairs[64i : 64i + 64]) for each i: the parents of adjacent hashes packed in one
+    buffer (a stored tile), without splitting it into separate left and right hashes first."""
+    copy = _NODE_CONTEXT.copy
+    hashes = []
+    for start in range(0, len(pairs), 2 * HASH_SIZE):
+        h = copy()
+        h.update(pairs[start : start + 2 * HASH_SIZE])
+        hashes.append(h.digest())
+    return hashes
+
+
 def leaf_hash(data: bytes) -> bytes:
     """SHA-256(0x00 || data): the hash of one log entry."""
     return leaf_hashes((data,))[0]

@@ -5,8 +5,10 @@ tree size and root hash. The receipt locator is "<chain id>:<contract>:<block>:<
 `verify_receipt` reads that transaction's receipt back from a node and compares the event with the
 checkpoint, and counts confirmations. `publish` looks the checkpoint up first and again before
 each retry, so a timeout after a transaction was mined never anchors the checkpoint twice.
-Transactions are sent from an account the node manages (anvil's dev accounts, or a node's own
-unlocked account).
+Transactions are sent either from an account the node manages (anvil's dev accounts, or a node's
+own unlocked account) or from an account whose private key is in a key file (0600, see
+`read_account_key`): then they are signed here and sent raw, and the nonce rule in `publish` keeps
+retries and restarts from anchoring a checkpoint twice.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from pathlib import Path
 from typing import Final
 
 from eth_abi.abi import decode, encode
+from eth_account import Account
+from eth_account.datastructures import SignedTransaction
+from eth_account.signers.local import LocalAccount
+from eth_account.types import TransactionDictType
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import ContractLogicError, Web3Exception
+from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
+from web3.types import TxParams, Wei
 
 from anchoring.checkpoint import Checkpoint
 from anchoring.errors import LedgerUnavailable, ReceiptInvalid
+from anchoring.keyfile import read_private
 from anchoring.ledger import AnchorReceipt
 
 KIND: Final = "evm"
@@ -56,13 +64,52 @@ def _rpc_errors() -> tuple[type[Exception], ...]:
     return Web3Exception, requests.RequestException, OSError, TimeoutError
 
 
-def deploy(rpc_url: str, artifact: Path, account: str | None = None, timeout: float = 60.0) -> str:
-    """Deploy the contract from its compiled artifact; returns its checksum address."""
+def read_account_key(path: Path) -> LocalAccount:
+    """The account whose private key (64 hex digits, 0x optional) is in `path`; `PermissionError`
+    if the group or others may access the file."""
+    try:
+        account: LocalAccount = Account.from_key(read_private(path))
+    except (ValueError, TypeError):
+        raise ValueError(f"{path} does not hold an account's private key (64 hex digits)") from None
+    return account
+
+
+def _sign(w3: Web3, key: LocalAccount, data: bytes, nonce: int, to: str | None = None) -> SignedTransaction:
+    """An EIP-1559 transaction of `key`'s account with `nonce` and `data` (to `to`, or creating a
+    contract), signed. `ContractLogicError` if the node's gas estimate finds that it reverts."""
+    call: TxParams = {"from": key.address, "data": data}
+    fields: TransactionDictType = {"data": data, "nonce": nonce, "chainId": w3.eth.chain_id, "type": 2}
+    if to is not None:
+        call["to"] = fields["to"] = Web3.to_checksum_address(to)
+    tip = w3.eth.max_priority_fee
+    base_fee = w3.eth.get_block("latest").get("baseFeePerGas", Wei(0))
+    fields.update({"gas": w3.eth.estimate_gas(call), "maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base_fee + tip})
+    return key.sign_transaction(fields)
+
+
+def _send_raw(w3: Web3, signed: SignedTransaction) -> HexBytes:
+    """Send a signed transaction; the node holding it already (a retry re-sent it) is no error."""
+    try:
+        return w3.eth.send_raw_transaction(signed.raw_transaction)
+    except Web3RPCError as e:
+        if "already" not in str(e).lower():  # anvil and geth: "transaction already imported" / "already known"
+            raise
+    return HexBytes(signed.hash)
+
+
+def deploy(rpc_url: str, artifact: Path, account: str | None = None, timeout: float = 60.0,
+           key: LocalAccount | None = None) -> str:
+    """Deploy the contract from its compiled artifact; returns its checksum address. The sender,
+    `key`'s account or else `account` (default: the node's first), becomes the contract's owner,
+    the only account that may anchor."""
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     bytecode = json.loads(artifact.read_text())["bytecode"]
     try:
-        sender = Web3.to_checksum_address(account) if account else w3.eth.accounts[0]
-        tx = w3.eth.send_transaction({"from": sender, "data": bytecode})
+        if key is not None:
+            tx = _send_raw(w3, _sign(w3, key, HexBytes(bytecode), w3.eth.get_transaction_count(key.address)))
+        else:
+            sender = Web3.to_checksum_address(account) if account else w3.eth.accounts[0]
+            tx = w3.eth.send_transaction({"from": sender, "data": bytecode})
         receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=timeout)
     except _rpc_errors() as e:
         raise LedgerUnavailable(f"deploy via {rpc_url}: {e}") from e
@@ -72,47 +119,73 @@ def deploy(rpc_url: str, artifact: Path, account: str | None = None, timeout: fl
 
 
 class EvmLedger:
-    """A `Ledger` on an EVM chain. `account` sends the transactions (default: the node's first
-    account); reading and verifying need no account."""
+    """A `Ledger` on an EVM chain. Transactions are signed with `key` if given, else sent from
+    `account` by the node (default: its first account); reading and verifying need neither."""
 
-    def __init__(self, rpc_url: str, contract: str, *, account: str | None = None, confirmations: int = 1,
-                 from_block: int = 0, timeout: float = 60.0, attempts: int = 3) -> None:
+    def __init__(self, rpc_url: str, contract: str, *, account: str | None = None, key: LocalAccount | None = None,
+                 confirmations: int = 1, from_block: int = 0, timeout: float = 60.0, attempts: int = 3) -> None:
         if confirmations < 1 or attempts < 1:
             raise ValueError("confirmations and attempts must be at least 1")
+        if key is not None and account is not None and Web3.to_checksum_address(account) != key.address:
+            raise ValueError(f"the key file is account {key.address}, not {account}")
         self._w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         self.rpc_url = rpc_url
         self.contract = Web3.to_checksum_address(contract)
-        self.account = Web3.to_checksum_address(account) if account else None
+        self._key = key
+        self.account = key.address if key else Web3.to_checksum_address(account) if account else None
         self.confirmations = confirmations
         self._from_block = from_block
         self._timeout = timeout
         self._attempts = attempts
 
     def publish(self, signed_checkpoint: bytes) -> AnchorReceipt:
-        """Anchor the checkpoint unless the contract already holds it; retry transient failures."""
+        """Anchor the checkpoint unless the contract already holds it; retry transient failures.
+
+        With a key, the transaction's nonce is the account's count of MINED transactions, read
+        before the lookup that found no anchor; a retry with that nonce unchanged re-sends the very
+        same signed transaction. Two transactions with one nonce cannot both be mined, and a
+        later nonce is only read after the earlier one was used up, when the lookup that follows
+        finds the anchor if that transaction was it: so neither a retry nor a restarted sequencer
+        (whose predecessor's transaction may still be pending) anchors a checkpoint twice.
+        """
         checkpoint = _checkpoint_of(signed_checkpoint)
         digest = hashlib.sha256(signed_checkpoint).digest()
         data = ANCHOR_SELECTOR + encode(["bytes32", "uint64", "bytes32"],
                                         [digest, checkpoint.size, checkpoint.root_hash])
         error: Exception | None = None
+        signed: tuple[int, SignedTransaction] | None = None  # (nonce, transaction) of the last attempt
         for attempt in range(self._attempts):
+            nonce = None if self._key is None else self._mined_count(self._key.address)
             found = self.lookup(signed_checkpoint)
             if found is not None:
                 return found
             try:
-                sender = self.account or self._w3.eth.accounts[0]
-                tx = self._w3.eth.send_transaction({"from": sender, "to": self.contract, "data": data})
+                if self._key is None:
+                    sender = self.account or self._w3.eth.accounts[0]
+                    tx = self._w3.eth.send_transaction({"from": sender, "to": self.contract, "data": data})
+                else:
+                    assert nonce is not None
+                    if signed is None or signed[0] != nonce:
+                        signed = nonce, _sign(self._w3, self._key, data, nonce, self.contract)
+                    tx = _send_raw(self._w3, signed[1])
                 mined = self._w3.eth.wait_for_transaction_receipt(tx, timeout=self._timeout)
             except ContractLogicError as e:  # refused by the contract: retrying cannot help
                 raise LedgerUnavailable(f"anchor reverted (is the sender the owner?): {e}") from e
             except _rpc_errors() as e:
                 error = e
-                time.sleep(min(2.0**attempt, 10.0))
+                if attempt + 1 < self._attempts:
+                    time.sleep(min(2.0**attempt, 10.0))
                 continue
             if mined["status"] != 1:
                 raise LedgerUnavailable(f"anchor transaction {tx.to_0x_hex()} reverted")
             return self._receipt(mined["blockNumber"], HexBytes(tx), digest)
         raise LedgerUnavailable(f"{self.rpc_url}: {error}")
+
+    def _mined_count(self, address: str) -> int:
+        try:
+            return self._w3.eth.get_transaction_count(Web3.to_checksum_address(address), "latest")
+        except _rpc_errors() as e:
+            raise LedgerUnavailable(f"{self.rpc_url}: {e}") from e
 
     def lookup(self, signed_checkpoint: bytes) -> AnchorReceipt | None:
         """The receipt of the earliest `Anchored` event of this checkpoint, or None."""

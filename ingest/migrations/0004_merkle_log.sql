@@ -1,6 +1,7 @@
--- The Merkle log (anchoring.store): leaves in commit order, perfect-subtree nodes, signed
--- checkpoints and their anchors. Append-only by construction: the sequencer only inserts, and
--- every row is keyed so that a second writer's insert fails instead of forking the log.
+-- The Merkle log (anchoring.store): leaves in commit order, hash tiles, signed checkpoints and
+-- their anchors. Append-only by construction: the sequencer only inserts (and extends the partial
+-- right-edge tiles), and every row is keyed so that a second writer's insert fails instead of
+-- forking the log.
 
 -- Leaf `leaf_index` is SHA-256(0x00 || envelopes.raw) of envelope `envelope_id`; each envelope
 -- is logged at most once.
@@ -10,14 +11,19 @@ CREATE TABLE log_leaves (
     leaf_hash   bytea NOT NULL CHECK (length(leaf_hash) = 32)
 );
 
--- Node (level, node_index) is the root of the perfect subtree over leaves
--- [node_index * 2^level, (node_index + 1) * 2^level); level 0 repeats the leaf hashes so that a
--- proof reads all its nodes from this one table in one query.
-CREATE TABLE log_nodes (
-    level      smallint NOT NULL CHECK (level BETWEEN 0 AND 63),
-    node_index bigint NOT NULL CHECK (node_index >= 0),
-    hash       bytea NOT NULL CHECK (length(hash) = 32),
-    PRIMARY KEY (level, node_index)
+-- Hash tiles, as in C2SP tlog-tiles but 16 hashes wide (anchoring.store.TILE_HEIGHT = 4), so
+-- that a full tile (512 bytes) stays inline in its row: tile (level, tile_index) holds the hashes
+-- of the perfect-subtree nodes tile_index * 16, ... on tree level 4 * level, left to right (node i
+-- on tree level l is the root of leaves [i * 2^l, (i + 1) * 2^l); tiles of level 0 hold the leaf
+-- hashes). Every other node is hashed from the one tile that holds its subtree's bottom row, so
+-- an inclusion proof in a 10 M-leaf log reads 10 rows instead of 30 node rows. The right-edge
+-- tile of each level is partial: the sequencer appends to it, and that UPDATE only ever extends
+-- it (see anchoring.store.append_nodes).
+CREATE TABLE log_tiles (
+    level      smallint NOT NULL CHECK (level BETWEEN 0 AND 15),
+    tile_index bigint NOT NULL CHECK (tile_index >= 0),
+    hashes     bytea NOT NULL CHECK (length(hashes) BETWEEN 32 AND 512 AND length(hashes) % 32 = 0),
+    PRIMARY KEY (level, tile_index)
 );
 
 -- C2SP signed checkpoints, one per tree size; `note` is the signed note exactly as signed.

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from eth_abi.abi import encode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from anchoring import Checkpoint, CompactRange, LedgerUnavailable, ReceiptInvalid, Signer, Verifier, sign_checkpoint
+from anchoring.cli import ARTIFACT
 from anchoring.evidence import build_bundle
-from anchoring.ledger.evm import ANCHOR_SELECTOR, EVENT_TOPIC, EvmLedger
+from anchoring.ledger.evm import ANCHOR_SELECTOR, EVENT_TOPIC, EvmLedger, deploy, read_account_key
 from anchoring.sequencer import SequencerConfig, anchor, anchor_due, integrate
 from managed_services.anvil import DEV_ACCOUNT, Anvil
 from tests.anchoring.pg_log import insert_envelopes, new_device
@@ -33,6 +39,81 @@ def _events(anvil: Anvil, contract: str) -> int:
     w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
     return len(w3.eth.get_logs({"address": Web3.to_checksum_address(contract), "fromBlock": 0,
                                 "topics": [EVENT_TOPIC]}))
+
+
+def _funded_key_file(anvil: Anvil, path: Path) -> LocalAccount:
+    """A new account, unknown to the node, funded, its private key written to `path` (0600)."""
+    key: LocalAccount = Account.create()
+    Web3(Web3.HTTPProvider(anvil.rpc_url)).provider.make_request(  # type: ignore[arg-type]
+        "anvil_setBalance", [key.address, hex(10**18)])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.key.to_0x_hex() + "\n")
+    return key
+
+
+@contextlib.contextmanager
+def _manual_mining(w3: Web3) -> Iterator[None]:
+    """The chain mines only when told to (`anvil_mine`) inside the block."""
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+
+
+def test_a_key_file_must_be_private_and_hold_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "evm.key"
+    key: LocalAccount = Account.create()
+    path.write_text(key.key.to_0x_hex() + "\n")
+    path.chmod(0o640)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        read_account_key(path)
+    path.chmod(0o600)
+    assert read_account_key(path).address == key.address
+    path.write_text("not a key\n")
+    with pytest.raises(ValueError, match="does not hold") as refused:
+        read_account_key(path)
+    assert "not a key" not in str(refused.value)
+
+
+def test_a_key_file_account_deploys_and_anchors(anvil: Anvil, tmp_path: Path) -> None:
+    key = _funded_key_file(anvil, tmp_path / "evm.key")
+    w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+    assert key.address not in w3.eth.accounts  # so every transaction below was signed here
+    contract = deploy(anvil.rpc_url, ARTIFACT, key=read_account_key(tmp_path / "evm.key"))
+    owner = w3.eth.call({"to": Web3.to_checksum_address(contract), "data": Web3.keccak(text="owner()")[:4]})
+    assert owner[-20:] == bytes.fromhex(key.address[2:])
+    ledger = EvmLedger(anvil.rpc_url, contract, key=key)
+    note = _note()
+    receipt = ledger.publish(note)
+    ledger.verify_receipt(receipt, note)
+    tx = w3.eth.get_transaction(receipt.locator.rsplit(":", 1)[1])
+    assert tx["from"] == key.address and tx["nonce"] == 1
+    assert ledger.publish(note) == receipt and _events(anvil, contract) == 1
+    with pytest.raises(LedgerUnavailable, match="reverted"):  # the node's own account does not own it
+        EvmLedger(anvil.rpc_url, contract, account=DEV_ACCOUNT).publish(_note(8))
+    with pytest.raises(ValueError, match="not"):
+        EvmLedger(anvil.rpc_url, contract, key=key, account=DEV_ACCOUNT)
+
+
+def test_retries_and_a_restart_never_anchor_twice(anvil: Anvil, tmp_path: Path) -> None:
+    """A transaction that is sent but not mined in time: the retries, and a new sequencer after a
+    restart, re-send that same transaction; once mined, the checkpoint is anchored once."""
+    key = _funded_key_file(anvil, tmp_path / "evm.key")
+    contract = deploy(anvil.rpc_url, ARTIFACT, key=key)
+    w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+    note = _note(9)
+    with _manual_mining(w3):
+        for attempts in (2, 1):  # the first sequencer retries once; then a restarted one tries
+            with pytest.raises(LedgerUnavailable):
+                EvmLedger(anvil.rpc_url, contract, key=key, timeout=1, attempts=attempts).publish(note)
+            pool = w3.provider.make_request("txpool_status", [])  # type: ignore[arg-type]
+            assert pool["result"]["pending"] == "0x1"
+        w3.provider.make_request("anvil_mine", [1])  # type: ignore[arg-type]
+    receipt = EvmLedger(anvil.rpc_url, contract, key=key).lookup(note)
+    assert receipt is not None and EvmLedger(anvil.rpc_url, contract, key=key).publish(note) == receipt
+    assert _events(anvil, contract) == 1 and w3.eth.get_transaction_count(key.address) == 2
 
 
 def test_publish_lookup_verify(anvil: Anvil, anchor_contract: str) -> None:
@@ -111,18 +192,25 @@ def test_checked_in_artifact_matches_a_fresh_compile() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_anchor_run_on_the_chain_then_verify_with_rpc(pg_conninfo: str, anvil: Anvil, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sender", ["node account", "key file"])
+def test_anchor_run_on_the_chain_then_verify_with_rpc(pg_conninfo: str, anvil: Anvil, tmp_path: Path,
+                                                      sender: str) -> None:
     key = tmp_path / "log.key"
     mrv = [sys.executable, "-m", "mrv_cli"]
     vkey = subprocess.run([*mrv, "anchor", "keygen", "--log-key", str(key), "--origin", ORIGIN],
                           capture_output=True, text=True, check=True).stdout.strip()
-    contract = subprocess.run([*mrv, "anchor", "deploy", "--rpc", anvil.rpc_url],
+    send_with: list[str] = []
+    if sender == "key file":
+        _funded_key_file(anvil, tmp_path / "evm.key")
+        send_with = ["--evm-key", str(tmp_path / "evm.key")]
+    contract = subprocess.run([*mrv, "anchor", "deploy", "--rpc", anvil.rpc_url, *send_with],
                               capture_output=True, text=True, check=True).stdout.strip()
     device = new_device(pg_conninfo)
     with psycopg.connect(pg_conninfo, autocommit=True) as conn:
         ids = insert_envelopes(conn, device, 4)
     subprocess.run([*mrv, "anchor", "run", "--once", "--conninfo", pg_conninfo, "--log-key", str(key),
-                    "--ledger", f"evm:{anvil.rpc_url}", "--evm-contract", contract], check=True, timeout=120)
+                    "--ledger", f"evm:{anvil.rpc_url}", "--evm-contract", contract, *send_with],
+                   check=True, timeout=120)
     with psycopg.connect(pg_conninfo, autocommit=True) as conn:
         bundle = build_bundle(conn, ids[1:2], Verifier.from_vkey(vkey))
     path = tmp_path / "bundle.json"

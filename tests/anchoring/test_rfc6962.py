@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from anchoring.rfc6962 import EMPTY_ROOT, leaf_hash, leaf_hashes, node_hash, node_hashes
+from anchoring.rfc6962 import EMPTY_ROOT, leaf_hash, leaf_hashes, node_hash, node_hashes, node_hashes_packed
 from tests.anchoring.merkle_reference import mth
 
 # The reference tree of transparency-dev/merkle and the vectors' README: leaves by hex, roots by size.
@@ -36,9 +36,8 @@ def test_bulk_hashing_equals_one_at_a_time() -> None:
     hashes = leaf_hashes(entries)
     assert hashes == [hashlib.sha256(b"\x00" + e).digest() for e in entries]
     pairs = zip(hashes[0::2], hashes[1::2], strict=True)
-    assert node_hashes(hashes[0::2], hashes[1::2]) == [
-        hashlib.sha256(b"\x01" + a + b).digest() for a, b in pairs
-    ]
-    assert leaf_hashes([]) == node_hashes([], []) == []
+    expected = [hashlib.sha256(b"\x01" + a + b).digest() for a, b in pairs]
+    assert node_hashes(hashes[0::2], hashes[1::2]) == expected == node_hashes_packed(b"".join(hashes))
+    assert leaf_hashes([]) == node_hashes([], []) == node_hashes_packed(b"") == []
     with pytest.raises(ValueError):
         node_hashes(hashes[:3], hashes[:2])

@@ -70,7 +70,9 @@ def test_refuses_to_sign_a_log_that_does_not_extend_its_checkpoint(pg_conninfo: 
     with psycopg.connect(pg_conninfo, autocommit=True) as conn:
         insert_envelopes(conn, device, 3)
         tree, _ = integrate(conn, CompactRange(), signer, ORIGIN, 100)
-        conn.execute("UPDATE log_nodes SET hash = %s WHERE level = 1 AND node_index = 0", [b"\x00" * 32])
+        # Leaf 0 overwritten in its tile, and with it node (1, 0) of the next consistency proof.
+        conn.execute("UPDATE log_tiles SET hashes = overlay(hashes PLACING %s FROM 1) "
+                     "WHERE level = 0 AND tile_index = 0", [b"\x00" * 32])
         insert_envelopes(conn, device, 2)
         with pytest.raises(LogInconsistent):
             integrate(conn, tree, signer, ORIGIN, 100)
