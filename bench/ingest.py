@@ -7,7 +7,9 @@ speed by load-generator processes (paho, QoS 1) through a project-managed Mosqui
   shared subscription, QoS 1) that discards them; rate = messages / (last received - first published);
 * ingest: the same payloads to K `mrv ingest run` workers (manual acks after commit) writing to a
   project-managed PostgreSQL; rate = envelopes / (last commit - first published), latency per
-  envelope = commit time (`envelopes.stored_at`) - its publish time; then lost and duplicated.
+  envelope = commit time (`envelopes.stored_at`) - its publish time; then lost and duplicated;
+* `--backlog`: the workers are stopped (SIGSTOP) while the whole load is published and timed from
+  their wake-up to the last commit: the ingest path's capacity with no load generator on its cores.
 
 P2. `verify_parsed` (the ingest path's signature check, libsodium) in one process per core, against
 `openssl speed ed25519` verify/s on one core times the cores.
@@ -24,7 +26,9 @@ import json
 import os
 import pickle
 import re
+import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -150,6 +154,18 @@ def _cpu_s(*roots: int) -> float:
     return sum(used.get(pid, 0.0) for pid in tree)
 
 
+def _machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine, all cores (/proc/stat: user nice system irq softirq)."""
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in
+                                                       Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / _TICK
+
+
+def _reaped_children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _child(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
@@ -211,9 +227,11 @@ def run_baseline(broker: Mosquitto, items_file: Path, n: int, publishers: int, r
 
 
 def run_ingest(broker: Mosquitto, pg: Postgres, items_file: Path, n: int, args: argparse.Namespace,
-               work: Path) -> dict[str, float | int]:
+               work: Path, dbname: str | None = None) -> dict[str, object]:
+    """`args` gives workers, verify_processes, publishers and rate; `dbname` an empty, migrated database
+    with the devices enrolled (default: the cluster's own)."""
     env = dict(os.environ, MRV_INGEST__BROKER__HOST="127.0.0.1", MRV_INGEST__BROKER__PORT=str(broker.port),
-               MRV_INGEST__DATABASE__CONNINFO=pg.conninfo(), MRV_INGEST__HTTP__PORT="0",
+               MRV_INGEST__DATABASE__CONNINFO=pg.conninfo(dbname), MRV_INGEST__HTTP__PORT="0",
                MRV_INGEST__LOG_LEVEL="INFO")
     if args.verify_processes is not None:
         env["MRV_INGEST__VERIFY__PROCESSES"] = str(args.verify_processes)
@@ -231,15 +249,38 @@ def run_ingest(broker: Mosquitto, pg: Postgres, items_file: Path, n: int, args: 
     time.sleep(0.5)  # the subscription is in place
     assert broker.proc is not None and pg.proc is not None
     parts = {"broker": (broker.proc.pid,), "postgres": (pg.proc.pid,), "workers": tuple(w.pid for w in workers)}
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        cpu = {name: -_cpu_s(*pids) for name, pids in parts.items()}
+    backlog = getattr(args, "backlog", False)
+
+    def publish() -> tuple[list[tuple[str, int, float]], float]:
+        load = _reaped_children_cpu_s()
         published = _publish_all(broker.port, items_file, args.publishers, args.rate, work)
+        return published, _reaped_children_cpu_s() - load
+
+    with psycopg.connect(pg.conninfo(dbname), autocommit=True) as conn:
+        if backlog:  # the workers sleep while the broker takes the whole load; timed from their wake-up
+            for w in workers:
+                os.kill(w.pid, signal.SIGSTOP)
+            published, _ = publish()
+        wal_before = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+        size_before = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
+        cpu = {name: -_cpu_s(*pids) for name, pids in parts.items()}
+        machine = -_machine_cpu_s()
+        started = time.time()
+        window = -time.monotonic()
+        if backlog:
+            load = 0.0
+            for w in workers:
+                os.kill(w.pid, signal.SIGCONT)
+        else:
+            published, load = publish()
         deadline = time.monotonic() + 60 + n / 200
         while (stored := conn.execute("SELECT count(*) FROM envelopes").fetchone()[0]) < n:  # type: ignore[index]
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         cpu = {name: used + _cpu_s(*parts[name]) for name, used in cpu.items()}
+        machine += _machine_cpu_s()
+        window += time.monotonic()
         time.sleep(1.0)  # anything late (a duplicate) would show now
         for w in workers:
             w.terminate()
@@ -248,23 +289,40 @@ def run_ingest(broker: Mosquitto, pg: Postgres, items_file: Path, n: int, args: 
         rows = conn.execute("SELECT device_id, seq, extract(epoch FROM stored_at) FROM envelopes").fetchall()
         readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
         quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]  # type: ignore[index]
+        # Workers sharing the subscription may commit a device's envelopes out of order: gaps, late fills.
+        events = dict(conn.execute("SELECT kind, count(*) FROM chain_events GROUP BY 1").fetchall())
+        wal_bytes, size_bytes = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s), pg_database_size(current_database()) - %s",
+            [wal_before, size_before]).fetchone()  # type: ignore[misc]
         if not rows:
             reasons = conn.execute("SELECT reason, count(*) FROM quarantine GROUP BY 1").fetchall()
             raise RuntimeError(f"nothing was stored; quarantined: {reasons}")
     sent = {(d, s): t for d, s, t in published}
     committed = {(d, s): float(t) for d, s, t in rows}
     latencies = sorted(committed[k] - sent[k] for k in committed.keys() & sent.keys())
-    first, last = min(sent.values()), max(committed.values())
-    seconds = last - first
+    seconds = max(committed.values()) - (started if backlog else min(sent.values()))
     return {
         "envelopes": stored, "readings": readings, "quarantined": quarantined, "seconds": round(seconds, 3),
+        "mode": "backlog" if backlog else "live",
         "envelopes_per_s": round(len(committed) / seconds, 1),
         "readings_per_s": round(readings / seconds, 1),
-        "latency_p50_ms": round(1000 * statistics.median(latencies), 1),
-        "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
+        # From a backlog, latency is the time spent queued: not a figure of the ingest path.
+        "latency_p50_ms": None if backlog else round(1000 * statistics.median(latencies), 1),
+        "latency_p99_ms": None if backlog else round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
         "cpu_us_per_envelope": round(1e6 * sum(cpu.values()) / max(len(committed), 1), 1),
         "cpu_us_per_envelope_by_process": {name: round(1e6 * used / max(len(committed), 1), 1)
                                            for name, used in cpu.items()},
+        "cpu_us_per_reading_workers": round(1e6 * cpu["workers"] / max(readings, 1), 2),
+        # Where the machine's CPU went in the measuring window (`window_s`: from the start of the load,
+        # generators' start-up included, to the count reaching n): ours per process, the load
+        # generators, and everything else (the neighbours on a shared machine).
+        "window_s": round(window, 2),
+        "cpu_s": {**{name: round(used, 2) for name, used in cpu.items()}, "load_generators": round(load, 2),
+                  "other": round(machine - sum(cpu.values()) - load, 2), "machine": round(machine, 2)},
+        "chain_events": events,
+        # Disk sizing: WAL written and database growth (tables and indexes) per stored envelope.
+        "wal_bytes_per_envelope": round(float(wal_bytes) / max(len(committed), 1)),
+        "db_bytes_per_envelope": round(size_bytes / max(len(committed), 1)),
         "lost": len(sent.keys() - committed.keys()),
         "duplicated": len(rows) - len(committed) + max(0, readings - len(committed) * len(READINGS)),
     }
@@ -313,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="messages/s offered by all load generators together (default 0: as fast as they can); "
                              "below capacity the latencies mean something, at saturation they measure the backlog")
+    parser.add_argument("--backlog", action="store_true",
+                        help="the workers sleep (SIGSTOP) while the load is published, then drain it: "
+                             "ingest capacity without the load generators on the same cores")
     parser.add_argument("--skip-p2", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, data) for a post-mortem")
