@@ -1,5 +1,5 @@
 """The edge agent: every interval, read each device's meters and persist one signed envelope per
-device; meanwhile publish whatever the outbox holds.
+device; meanwhile publish whatever the outbox holds and delete what ingest's receipts confirm.
 
 `EdgeAgent.sample_once` reads all sources and appends their envelopes in one outbox transaction.
 `run` repeats it on the agent's clock while a `PublishLoop` thread publishes from the outbox, until
@@ -71,7 +71,7 @@ class EdgeAgent:
         self.publish_loop = PublishLoop(
             [Publisher(d.device_id, d.project_id, settings.mqtt, password=d.password, window=window,
                        clock=self.clock) for d in devices],
-            settings.outbox_path, self.clock)
+            settings.outbox_path, self.clock, receipt_grace_s=settings.mqtt.receipt_grace_s)
         self._stopping = False
 
     @classmethod
@@ -153,7 +153,8 @@ class EdgeAgent:
             self.publish_loop.wake()
             publisher.join(JOIN_TIMEOUT_S)
             restore_signals()
-            log_event(log, logging.INFO, "stopped", queued=self.outbox.status().queued)
+            status = self.outbox.status()
+            log_event(log, logging.INFO, "stopped", queued=status.queued, published_unreceipted=status.published)
         if failures:
             raise EdgeError(f"the publisher stopped: {failures[0]!r}") from failures[0]
 

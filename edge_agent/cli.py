@@ -101,26 +101,28 @@ def _status_json(status: OutboxStatus) -> dict[str, Any]:
     return {
         "outbox": str(status.path), "max_bytes": status.max_bytes, "policy": status.policy.value,
         "used_bytes": status.used_bytes, "queued": status.queued,
-        "devices": [dict(dataclasses.asdict(d), last_seq=d.last_seq) for d in status.devices],
+        "published": status.published,
+        "devices": [dict(dataclasses.asdict(d), last_seq=d.last_seq, queued=d.queued) for d in status.devices],
         "alarms": [dict(alarm.to_json(), device_id=alarm.device_id) for alarm in status.alarms],
     }
 
 
 def _status_text(status: OutboxStatus, config: EdgeConfig) -> str:
-    lines = [f"outbox {status.path}: {status.queued} queued, {_size(status.used_bytes)} of "
+    lines = [f"outbox {status.path}: {status.queued} queued, {status.published} published awaiting ingest's "
+             f"receipt, {_size(status.used_bytes)} of "
              f"{_size(status.max_bytes)} ({100 * status.used_bytes / status.max_bytes:.1f} %), "
              f"policy {status.policy.value}"]
     known = {d.device_id: d for d in status.devices}
     projects = {d.device_id: d.project_id for d in config.devices}
-    rows = [("DEVICE", "PROJECT", "QUEUED", "LAST SEQ", "LAST ACK", "ACKED AT")]
+    rows = [("DEVICE", "PROJECT", "QUEUED", "PUBLISHED", "LAST SEQ", "LAST RECEIPT", "RECEIPT AT")]
     for device_id in sorted(projects.keys() | known.keys()):
         d = known.get(device_id)
         if d is None:
-            rows.append((device_id, projects[device_id], "0", "-", "-", "-"))
+            rows.append((device_id, projects[device_id], "0", "0", "-", "-", "-"))
         else:
-            acked_at = "-" if d.acked_ms is None else _time(d.acked_ms)
-            rows.append((device_id, projects.get(device_id, "(not configured)"), str(d.queued),
-                         _opt(d.last_seq), _opt(d.acked_seq), acked_at))
+            receipt_at = "-" if d.receipted_ms is None else _time(d.receipted_ms)
+            rows.append((device_id, projects.get(device_id, "(not configured)"), str(d.queued), str(d.published),
+                         _opt(d.last_seq), _opt(d.receipted_seq), receipt_at))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
               for row in rows]

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge_agent.delivery import DEFAULT_RECEIPT_GRACE_S
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import DEFAULT_MAX_BYTES, OverflowPolicy
 from edge_agent.sources import SourceConfig
@@ -58,6 +59,9 @@ class MqttConfig(_Model):
     max_inflight: int = Field(default=1000, ge=1)
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    # An envelope the broker acknowledged this long ago (wall-clock seconds) and ingest has not
+    # receipted, while it receipted a later seq of the device, was lost after the PUBACK: resend it.
+    receipt_grace_s: float = Field(default=DEFAULT_RECEIPT_GRACE_S, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:

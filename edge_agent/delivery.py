@@ -1,9 +1,16 @@
-"""Delivery of one device's envelopes from the outbox to the broker, as data (sans-I/O).
+"""Delivery of one device's envelopes from the outbox to ingest, as data (sans-I/O).
 
 An envelope read from the outbox enters the device's `DeliveryWindow` QUEUED, becomes SENT when
-published, ACKED on the broker's PUBACK, and is then handed back for deletion from the outbox. A lost
-connection returns every SENT envelope to QUEUED, to be published again in seq order on the next
-connection: the same bytes under the same seq, so a duplicate is always an exact copy.
+published, ACKED on the broker's PUBACK, and is then handed back to be marked *published* in the
+outbox, where it stays until ingest's receipt (sent after its commit) deletes it. A lost connection
+returns every SENT envelope to QUEUED, to be published again in seq order on the next connection:
+the same bytes under the same seq, so a duplicate is always an exact copy.
+
+A broker can acknowledge a message and still lose it (a crash before its snapshot, a forgotten shared
+subscription). `ResendSchedule` holds the rule that recovers it: a later receipt proves an earlier
+loss. An envelope published at least `grace_ms` ago, still unreceipted while a later seq of its device
+has been receipted, goes back into the window. While ingest is away no receipts arrive and nothing is
+resent.
 """
 
 from __future__ import annotations
@@ -11,14 +18,14 @@ from __future__ import annotations
 import collections
 import enum
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 
 class EntryState(enum.Enum):
     QUEUED = "queued"  # in the window, not in flight on the current connection
     SENT = "sent"  # published on the current connection, waiting for PUBACK
-    ACKED = "acked"  # the broker has it; delete it from the outbox
+    ACKED = "acked"  # the broker has it; mark it published in the outbox (kept until receipted)
 
 
 class Event(enum.Enum):
@@ -86,6 +93,20 @@ class DeliveryWindow:
             self._to_send.append(seq)
             self.read_after = seq
 
+    def resend(self, rows: Iterable[tuple[int, bytes]]) -> int:
+        """Add published-but-unreceipted (seq, envelope) rows to publish again, as far as there is
+        room; seqs already in the window are skipped. Returns how many were added."""
+        added = 0
+        for seq, envelope in rows:
+            if len(self._entries) >= self.capacity:
+                break
+            if seq in self._entries:
+                continue
+            self._entries[seq] = Entry(seq, envelope)
+            self._to_send.append(seq)
+            added += 1
+        return added
+
     def to_send(self) -> Iterator[Entry]:
         """The QUEUED entries in seq order; call `published` for each one actually published."""
         while self._to_send:
@@ -117,7 +138,7 @@ class DeliveryWindow:
             seq for seq, entry in self._entries.items() if entry.state is EntryState.QUEUED)
 
     def take_acked(self) -> list[int]:
-        """Remove the ACKED entries (freeing their room) and return their seqs, for deletion."""
+        """Remove the ACKED entries (freeing their room) and return their seqs, to mark published."""
         acked, self._acked = self._acked, []
         for seq in acked:
             del self._entries[seq]
@@ -143,3 +164,53 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+DEFAULT_RECEIPT_GRACE_S = 30.0
+
+
+class ResendSchedule:
+    """The resend rule for every device of a gateway; times are wall-clock Unix ms.
+
+    `receipted` notes each receipt; `due` says which devices to look at; `select` picks, from a
+    device's published, unreceipted rows below its highest receipted seq, those to publish again, and
+    schedules the next look at the moment the youngest of the rest comes of age (not before)."""
+
+    def __init__(self, grace_ms: int, receipted: Mapping[str, int] | None = None) -> None:
+        if grace_ms < 0:
+            raise ValueError("the grace period is not negative")
+        self.grace_ms = grace_ms
+        self.highest = dict(receipted or {})  # device -> highest receipted seq
+        self._check_at: dict[str, int] = {}
+
+    def receipted(self, device_id: str, last_seq: int, now_ms: int) -> None:
+        if last_seq > self.highest.get(device_id, -1):
+            self.highest[device_id] = last_seq
+        self._check_at[device_id] = min(self._check_at.get(device_id, now_ms), now_ms)
+
+    def due(self, now_ms: int) -> list[tuple[str, int]]:
+        """(device, highest receipted seq) of each device to look at now."""
+        return [(device_id, self.highest[device_id]) for device_id, at in self._check_at.items() if at <= now_ms]
+
+    def select(self, device_id: str, rows: Iterable[tuple[int, bytes, int]], now_ms: int,
+               *, more: bool, skip: Iterable[int] = ()) -> list[tuple[int, bytes]]:
+        """From (seq, envelope, published_ms) rows below the highest receipted seq, those to resend.
+        `more`: the rows were cut at a limit, so look again soon; `skip`: seqs already on their way."""
+        cutoff = now_ms - self.grace_ms
+        skipped = set(skip)
+        chosen: list[tuple[int, bytes]] = []
+        next_at: int | None = None  # when a row not chosen now comes of age
+        for seq, envelope, published_ms in rows:
+            if seq in skipped:  # on its way again: look once its new PUBACK has aged
+                published_ms = now_ms
+            elif published_ms <= cutoff:
+                chosen.append((seq, envelope))
+                continue
+            next_at = published_ms if next_at is None else min(next_at, published_ms)
+        if more and chosen:
+            self._check_at[device_id] = now_ms
+        elif next_at is not None:
+            self._check_at[device_id] = next_at + self.grace_ms
+        else:
+            self._check_at.pop(device_id, None)
+        return chosen

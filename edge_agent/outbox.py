@@ -1,5 +1,10 @@
 """The outbox: every envelope is numbered, chained, signed and persisted before it can be published,
-and stays until the broker acknowledged it.
+and stays until ingest's receipt says it is durably recorded.
+
+A row is *queued* until the broker's PUBACK, then *published* (`published_ms`, wall-clock time of the
+PUBACK) and kept: a broker may acknowledge and still lose a message (a crash before its snapshot, a
+shared subscription it forgot). Ingest's receipt, sent after its commit, deletes the row. Published
+rows still count toward the outbox bound and are evicted like queued ones.
 
 SQLite in WAL mode with `synchronous=FULL`, so a committed append survives kill -9 and power loss.
 Chain state (next `seq`, hash of the last envelope) lives in `devices`, apart from the queue, so a
@@ -34,7 +39,7 @@ from protocol.envelope import GENESIS_PREV, Payload, Reading, envelope_hash, sig
 from protocol.errors import EnvelopeError
 from protocol.keys import Signer
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Bytes charged per queued envelope on top of its own size: row header, the (device, seq) index
 # entry and page slack; measured ~74 bytes for 326-byte envelopes of 13-character device ids.
 ROW_OVERHEAD_BYTES = 80
@@ -47,31 +52,50 @@ WAL_LIMIT_BYTES = 1536 * 1024
 DISK_RESERVE_BYTES = 2 * 1024 * 1024
 ALARM_RANGES = 10  # evicted ranges quoted in an alarm; `evicted_ranges` returns them all
 
+# What schema 2 added: the published state, its index and counts.
+_PUBLISHED = """
+CREATE INDEX IF NOT EXISTS queue_unpublished ON queue (device_id, seq) WHERE published_ms IS NULL;
+CREATE TRIGGER IF NOT EXISTS queue_publish AFTER UPDATE OF published_ms ON queue
+  WHEN OLD.published_ms IS NULL AND NEW.published_ms IS NOT NULL BEGIN
+    UPDATE devices SET published = published + 1 WHERE device_id = NEW.device_id;
+END;
+CREATE TRIGGER IF NOT EXISTS queue_delete AFTER DELETE ON queue BEGIN
+    UPDATE devices SET queued = queued - 1, queued_bytes = queued_bytes - length(OLD.envelope),
+                       published = published - (OLD.published_ms IS NOT NULL)
+     WHERE device_id = OLD.device_id;
+END;
+"""
+# Schema 1 deleted a row on PUBACK; its rows are all still queued. Then _PUBLISHED.
+_MIGRATE_FROM_1 = """
+ALTER TABLE devices RENAME COLUMN acked_seq TO receipted_seq;
+ALTER TABLE devices RENAME COLUMN acked_ms TO receipted_ms;
+ALTER TABLE devices ADD COLUMN published INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue ADD COLUMN published_ms INTEGER;
+DROP TRIGGER queue_delete;
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id    TEXT PRIMARY KEY,
     next_seq     INTEGER NOT NULL,   -- only ever grows: a seq is never reused
     last_hash    BLOB NOT NULL,      -- envelope_hash of seq next_seq - 1: the next envelope's prev
-    queued       INTEGER NOT NULL DEFAULT 0,
+    queued       INTEGER NOT NULL DEFAULT 0,   -- rows kept: not yet acknowledged, or published
     queued_bytes INTEGER NOT NULL DEFAULT 0,
+    published    INTEGER NOT NULL DEFAULT 0,   -- rows acknowledged by the broker, not yet receipted
     appended_ms  INTEGER,
-    acked_seq    INTEGER,
-    acked_ms     INTEGER
+    receipted_seq INTEGER,           -- highest seq ingest's receipts confirmed
+    receipted_ms  INTEGER
 ) STRICT;
 CREATE TABLE IF NOT EXISTS queue (
     id        INTEGER PRIMARY KEY,   -- append order, so drop_oldest evicts the lowest ids
     device_id TEXT NOT NULL,
     seq       INTEGER NOT NULL,
     envelope  BLOB NOT NULL,
+    published_ms INTEGER,            -- NULL: queued; else wall-clock ms of the last PUBACK
     UNIQUE (device_id, seq)
 ) STRICT;
 CREATE TRIGGER IF NOT EXISTS queue_insert AFTER INSERT ON queue BEGIN
     UPDATE devices SET queued = queued + 1, queued_bytes = queued_bytes + length(NEW.envelope)
      WHERE device_id = NEW.device_id;
-END;
-CREATE TRIGGER IF NOT EXISTS queue_delete AFTER DELETE ON queue BEGIN
-    UPDATE devices SET queued = queued - 1, queued_bytes = queued_bytes - length(OLD.envelope)
-     WHERE device_id = OLD.device_id;
 END;
 CREATE TABLE IF NOT EXISTS evictions (
     id        INTEGER PRIMARY KEY,
@@ -165,7 +189,7 @@ class Alarm:
         match self.code:
             case AlarmCode.OUTBOX_EVICTED:
                 shown = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in self.ranges)
-                return (f"outbox full: {self.count} envelopes evicted unpublished "
+                return (f"outbox full: {self.count} envelopes evicted before ingest confirmed them "
                         f"(latest seq ranges {shown})")
             case AlarmCode.OUTBOX_REFUSED:
                 return f"outbox full: {self.count} intervals not recorded (refuse_new policy)"
@@ -182,11 +206,17 @@ class Alarm:
 class DeviceStatus:
     device_id: str
     next_seq: int
-    queued: int
-    queued_bytes: int
+    kept: int  # rows in the outbox: queued + published
+    kept_bytes: int
+    published: int  # acknowledged by the broker, not yet receipted by ingest
     appended_ms: int | None
-    acked_seq: int | None
-    acked_ms: int | None
+    receipted_seq: int | None
+    receipted_ms: int | None
+
+    @property
+    def queued(self) -> int:
+        """Not yet acknowledged by the broker."""
+        return self.kept - self.published
 
     @property
     def last_seq(self) -> int | None:
@@ -205,6 +235,14 @@ class OutboxStatus:
     @property
     def queued(self) -> int:
         return sum(d.queued for d in self.devices)
+
+    @property
+    def published(self) -> int:
+        return sum(d.published for d in self.devices)
+
+    @property
+    def kept(self) -> int:
+        return sum(d.kept for d in self.devices)
 
 
 def seq_ranges(rows: Iterable[tuple[str, int]]) -> list[SeqRange]:
@@ -257,12 +295,13 @@ class Outbox:
         if version == 0 and not create:  # e.g. status while the agent is creating it
             raise OutboxError(f"the outbox {self.path} is not initialised yet (the agent creates it "
                               "on its first run)")
-        if version != 0:
+        if version not in (0, 1):
             raise OutboxError(f"{self.path} has outbox schema version {version}, this agent needs "
                               f"{SCHEMA_VERSION}")
+        script = (_SCHEMA if version == 0 else _MIGRATE_FROM_1) + _PUBLISHED
         try:
             self._db.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                f"BEGIN IMMEDIATE; {script} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -407,26 +446,56 @@ class Outbox:
             (device_id, now_ms, now_ms))
 
     def pending(self, device_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to `limit` queued (seq, envelope) of a device with seq > after_seq, in seq order."""
+        """Up to `limit` queued (not yet published) (seq, envelope) of a device with seq > after_seq,
+        in seq order."""
         with self._errors():
             return self._db.execute(
-                "SELECT seq, envelope FROM queue WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, envelope FROM queue INDEXED BY queue_unpublished "
+                "WHERE device_id = ? AND seq > ? AND published_ms IS NULL ORDER BY seq LIMIT ?",
                 (device_id, after_seq, limit)).fetchall()
 
-    def delete(self, acked: Mapping[str, Sequence[int]], now_ms: int) -> int:
-        """Delete acknowledged envelopes (all devices, one transaction); returns how many were queued."""
-        deleted = 0
+    def published_before(self, device_id: str, below_seq: int, limit: int) -> list[tuple[int, bytes, int]]:
+        """Up to `limit` published, unreceipted (seq, envelope, published_ms) of a device with
+        seq < below_seq, in seq order: the candidates of the resend rule."""
+        with self._errors():
+            return self._db.execute(
+                "SELECT seq, envelope, published_ms FROM queue WHERE device_id = ? AND seq < ? "
+                "AND published_ms IS NOT NULL ORDER BY seq LIMIT ?", (device_id, below_seq, limit)).fetchall()
+
+    def mark_published(self, acked: Mapping[str, Sequence[int]], wall_ms: int) -> int:
+        """Record the broker's PUBACKs (all devices, one transaction); returns how many rows were kept
+        (a row receipted before its PUBACK was recorded is gone, and stays gone)."""
+        marked = 0
         with self._transaction():
             for device_id, seqs in acked.items():
-                if not seqs:
+                for r in seq_ranges((device_id, seq) for seq in sorted(seqs)):
+                    marked += self._db.execute(
+                        "UPDATE queue SET published_ms = ? WHERE device_id = ? AND seq BETWEEN ? AND ?",
+                        (wall_ms, device_id, r.first_seq, r.last_seq)).rowcount
+        return marked
+
+    def delete_receipted(self, receipted: Mapping[str, Sequence[tuple[int, int]]], now_ms: int) -> int:
+        """Delete what ingest's receipts name, (first, last) seq ranges per device, in one transaction;
+        returns how many rows were still kept."""
+        deleted = 0
+        with self._transaction():
+            for device_id, spans in receipted.items():
+                if not spans:
                     continue
-                deleted += self._db.executemany("DELETE FROM queue WHERE device_id = ? AND seq = ?",
-                                                ((device_id, seq) for seq in seqs)).rowcount
+                deleted += self._db.executemany(
+                    "DELETE FROM queue WHERE device_id = ? AND seq BETWEEN ? AND ?",
+                    ((device_id, first, last) for first, last in spans)).rowcount
                 self._db.execute(
-                    "UPDATE devices SET acked_seq = max(coalesce(acked_seq, -1), ?), acked_ms = ? "
+                    "UPDATE devices SET receipted_seq = max(coalesce(receipted_seq, -1), ?), receipted_ms = ? "
                     "WHERE device_id = ?",
-                    (max(seqs), now_ms, device_id))
+                    (max(last for _, last in spans), now_ms, device_id))
         return deleted
+
+    def receipted_seqs(self) -> dict[str, int]:
+        """Each device's highest receipted seq (devices with none left out)."""
+        with self._errors():
+            return dict(self._db.execute(
+                "SELECT device_id, receipted_seq FROM devices WHERE receipted_seq IS NOT NULL").fetchall())
 
     def evicted_ranges(self, device_id: str) -> list[SeqRange]:
         """Every range of the device's envelopes that drop_oldest evicted, oldest first."""
@@ -460,7 +529,7 @@ class Outbox:
         """Counts for `mrv edge status`; cheap, and safe while the agent runs."""
         with self._errors():
             devices = tuple(DeviceStatus(*row) for row in self._db.execute(
-                "SELECT device_id, next_seq, queued, queued_bytes, appended_ms, acked_seq, acked_ms "
-                "FROM devices ORDER BY device_id"))
+                "SELECT device_id, next_seq, queued, queued_bytes, published, appended_ms, receipted_seq, "
+                "receipted_ms FROM devices ORDER BY device_id"))
             used = self._used_bytes()
         return OutboxStatus(self.path, self.max_bytes, self.policy, used, devices, tuple(self.alarms()))

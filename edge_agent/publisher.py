@@ -6,8 +6,10 @@ id), optional TLS, a retained birth message on `.../state` and a retained last w
 reconnects with jittered exponential backoff.
 
 `PublishLoop` runs every publisher from a single thread with `select`: it fills each device's
-`DeliveryWindow` from the outbox in seq order, publishes, and deletes acknowledged envelopes in
-batches. The sampler only appends to the outbox, so it never waits for the network.
+`DeliveryWindow` from the outbox in seq order, publishes, marks acknowledged envelopes published and
+deletes those ingest's receipts (`.../receipt`, subscribed in the same session) confirm, in batches,
+and re-publishes by the resend rule (`delivery.ResendSchedule`). The sampler only appends to the
+outbox, so it never waits for the network.
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.clock import Clock
 from edge_agent.config import MqttConfig
-from edge_agent.delivery import Backoff, DeliveryWindow
+from edge_agent.delivery import DEFAULT_RECEIPT_GRACE_S, Backoff, DeliveryWindow, ResendSchedule
 from edge_agent.errors import OutboxError
 from edge_agent.logs import log_event
 from edge_agent.outbox import Alarm, Outbox
-from protocol.topics import state_message, state_topic, up_topic
+from protocol.topics import BadReceipt, SeqSpan, parse_receipt, receipt_topic, state_message, state_topic, up_topic
 
 log = logging.getLogger(__name__)
 
 MIN_WINDOW = 10
-ACK_BATCH = 2000  # acknowledged envelopes deleted per transaction at most ...
+ACK_BATCH = 2000  # PUBACKs and receipted ranges written per flush at most ...
 ACK_DELAY_S = 0.1  # ... or after this long, whichever comes first
 TICK_S = 0.5  # keepalive checks (ping, dead-link detection) this often; also the longest idle wait
 CLOSE_TIMEOUT_S = 2.0
@@ -81,6 +83,8 @@ class Publisher:
         self.device_id = device_id
         self.topic = up_topic(project_id, device_id)
         self.state_topic = state_topic(project_id, device_id)
+        self.receipt_topic = receipt_topic(project_id, device_id)
+        self.receipts: list[SeqSpan] = []  # received from ingest, not yet applied to the outbox
         self.window = DeliveryWindow(window)
         self.link = Link.DISCONNECTED
         self._config = config
@@ -105,6 +109,7 @@ class Publisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_receipt
         self._client.on_socket_open = _no_delay
 
     # -- driven by the loop ---------------------------------------------------------------------
@@ -191,6 +196,7 @@ class Publisher:
             return
         self.link = Link.CONNECTED
         self._backoff.reset()
+        self._client.subscribe(self.receipt_topic, qos=1)  # again each time: cheap, and sure
         log_event(log, logging.INFO, "connected", device_id=self.device_id,
                   session_present=flags.session_present, resend=len(self.window))
         self._publish_state("online")
@@ -209,6 +215,12 @@ class Publisher:
             self._client.disconnect()
             return
         self.window.acknowledged(mid)
+
+    def _on_receipt(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            self.receipts += parse_receipt(bytes(message.payload))
+        except BadReceipt as e:  # ignored: the envelopes stay, and a later receipt can name them
+            log_event(log, logging.WARNING, "bad_receipt", device_id=self.device_id, error=str(e))
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -237,6 +249,11 @@ class Publisher:
         self._client.publish(self.state_topic, self._state_payload(status), qos=1, retain=True)
 
 
+def _wall_ms() -> int:
+    """Wall-clock Unix ms: the resend rule's grace is real time, whatever the agent's clock says."""
+    return time.time_ns() // 1_000_000
+
+
 def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
     # paho leaves Nagle's algorithm on: small QoS 1 packets then wait for delayed TCP ACKs.
     if isinstance(sock, socket.socket):
@@ -250,7 +267,8 @@ def _str(path: Path | None) -> str | None:
 class PublishLoop:
     """Drives `publishers` from the calling thread until `stop` is set (see `run`)."""
 
-    def __init__(self, publishers: Sequence[Publisher], outbox_path: Path, clock: Clock) -> None:
+    def __init__(self, publishers: Sequence[Publisher], outbox_path: Path, clock: Clock, *,
+                 receipt_grace_s: float = DEFAULT_RECEIPT_GRACE_S) -> None:
         self._publishers = list(publishers)
         self._by_device = {p.device_id: p for p in self._publishers}
         self._outbox_path = outbox_path
@@ -263,6 +281,8 @@ class PublishLoop:
         self._alarms_changed: set[str] = {p.device_id for p in self._publishers}
         self._drained: set[str] = set()  # devices whose last outbox read came back short
         self._acks: dict[str, list[int]] = collections.defaultdict(list)
+        self._receipts: dict[str, list[SeqSpan]] = collections.defaultdict(list)
+        self._resends = ResendSchedule(round(receipt_grace_s * 1000))
         self._acks_since = 0.0
         self._next_tick = 0.0
 
@@ -283,6 +303,7 @@ class PublishLoop:
         """Publish until `stop` is set, then flush acknowledgements and say offline."""
         outbox = Outbox(self._outbox_path)
         try:
+            self._resends.highest.update(outbox.receipted_seqs())
             while not stop.is_set():
                 now = time.monotonic()
                 for publisher in self._publishers:
@@ -291,6 +312,7 @@ class PublishLoop:
                     self._next_tick = now + TICK_S
                     for publisher in self._publishers:
                         publisher.tick()
+                    self._resend(outbox)
                 self._collect_acks()  # first: acknowledged entries free the room _refresh fills
                 self._refresh(outbox)
                 self._flush(outbox, now, force=False)
@@ -331,49 +353,82 @@ class PublishLoop:
     def _collect_acks(self) -> None:
         for publisher in self._publishers:
             acked = publisher.window.take_acked()
+            if (acked or publisher.receipts) and not (self._acks or self._receipts):
+                self._acks_since = time.monotonic()
             if acked:
-                if not self._acks:
-                    self._acks_since = time.monotonic()
                 self._acks[publisher.device_id] += acked
+            if publisher.receipts:
+                self._receipts[publisher.device_id] += publisher.receipts
+                publisher.receipts = []
 
     def _flush(self, outbox: Outbox, now: float, *, force: bool) -> None:
-        pending = sum(map(len, self._acks.values()))
+        pending = sum(map(len, self._acks.values())) + sum(map(len, self._receipts.values()))
         if not pending or not (force or pending >= ACK_BATCH or now - self._acks_since >= ACK_DELAY_S):
             return
+        wall_ms = _wall_ms()
         try:
-            outbox.delete(self._acks, self._clock.now_ms())
+            if self._acks:
+                outbox.mark_published(self._acks, wall_ms)
+                self._acks.clear()
+            if self._receipts:
+                outbox.delete_receipted(self._receipts, self._clock.now_ms())
         except OutboxError as e:
             # Kept for the next flush; at worst they are re-sent after a restart (same bytes).
-            log_event(log, logging.ERROR, "outbox_delete_failed", error=str(e), pending=pending)
+            log_event(log, logging.ERROR, "outbox_write_failed", error=str(e), pending=pending)
             return
-        for device_id, seqs in self._acks.items():
-            log_event(log, logging.DEBUG, "acknowledged", device_id=device_id, seq=seqs[-1], count=len(seqs))
-        self._acks.clear()
+        for device_id, spans in self._receipts.items():
+            self._resends.receipted(device_id, max(last for _, last in spans), wall_ms)
+            log_event(log, logging.DEBUG, "receipted", device_id=device_id, seq=spans[-1][1], ranges=len(spans))
+        self._receipts.clear()
+
+    def _resend(self, outbox: Outbox) -> None:
+        """Publish again what the broker acknowledged and then lost, as later receipts prove."""
+        now_ms = _wall_ms()
+        for device_id, below in self._resends.due(now_ms):
+            publisher = self._by_device[device_id]
+            room = publisher.window.room
+            if room <= 0 or publisher.link is not Link.CONNECTED:
+                continue
+            try:
+                rows = outbox.published_before(device_id, below, room)
+            except OutboxError as e:
+                log_event(log, logging.ERROR, "outbox_read_failed", error=str(e))
+                return
+            on_the_way = {seq for seq, _, _ in rows if publisher.window.state(seq) is not None}
+            lost = self._resends.select(device_id, rows, now_ms, more=len(rows) == room,
+                                        skip=on_the_way.union(self._acks.get(device_id, ())))
+            if lost:
+                added = publisher.window.resend(lost)
+                log_event(log, logging.WARNING, "resending", device_id=device_id, count=added,
+                          first_seq=lost[0][0], last_seq=lost[-1][0],
+                          why="acknowledged by the broker, not receipted, while a later seq was")
+                publisher.publish_queued()
 
     def _wait(self, now: float) -> None:
         timeout = TICK_S
-        if self._acks:
+        if self._acks or self._receipts:
             timeout = min(timeout, max(0.0, self._acks_since + ACK_DELAY_S - now))
         for publisher in self._publishers:
             if publisher.link is Link.DISCONNECTED:
                 timeout = min(timeout, max(0.0, publisher.retry_at - now))
-        readers: dict[socket.socket, Publisher] = {}
-        writers = []
+        # poll, not select: select cannot watch descriptors numbered 1024 or more (about 1,000 devices).
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        readers: dict[int, tuple[socket.socket, Publisher]] = {}
         for publisher in self._publishers:
             sock = publisher.socket()
             if sock is not None:
-                readers[sock] = publisher
-                if publisher.want_write():
-                    writers.append(sock)
-        readable, writable, _ = select.select([self._wake_r, *readers], writers, [], timeout)
-        for sock in readable:
-            if sock is self._wake_r:
+                readers[sock.fileno()] = (sock, publisher)
+                poller.register(sock, select.POLLIN | (select.POLLOUT if publisher.want_write() else 0))
+        events = poller.poll(timeout * 1000)
+        for fd, mask in events:  # reads first, then writes, as before
+            if fd == self._wake_r.fileno():
                 self._drain_wakeups()
-            elif readers[sock].socket() is sock:
-                readers[sock].on_readable()
-        for sock in writable:
-            if readers[sock].socket() is sock:
-                readers[sock].on_writable()
+            elif mask & ~select.POLLOUT and readers[fd][1].socket() is readers[fd][0]:
+                readers[fd][1].on_readable()
+        for fd, mask in events:
+            if fd in readers and mask & select.POLLOUT and readers[fd][1].socket() is readers[fd][0]:
+                readers[fd][1].on_writable()
 
     def _drain_wakeups(self) -> None:
         try:

@@ -3,7 +3,8 @@
 Passwords are random (192 bits), hashed in mosquitto's `$7$` format (PBKDF2-SHA512, 12-byte salt,
 64-byte digest); with that much entropy the iteration count does not matter, so mosquitto's default
 (101) keeps broker logins cheap when a fleet reconnects at once. Each device may publish only to its
-own topics under its enrolled project; the ingest account may only read. Anonymous clients are refused
+own `up` and `state` topics under its enrolled project and read only its own `receipt` topic; the
+ingest account reads everything under the prefix and writes only receipts. Anonymous clients are refused
 by the broker configuration (`allow_anonymous false`, managed_services.mosquitto.BrokerAuth).
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from managed_services.mosquitto import SERVICE_USER as MOSQUITTO_USER
 from managed_services.mosquitto import BrokerAuth
-from protocol.topics import PREFIX, state_topic, up_topic
+from protocol.topics import PREFIX, TopicKind, receipt_topic, state_topic, up_topic
 
 PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12
@@ -73,11 +74,13 @@ def render_acl(accounts: Iterable[BrokerAccount]) -> str:
             continue
         lines += ["", f"user {a.username}"]
         if a.role == "ingest":
-            lines += [f"topic read {PREFIX}/#", f"topic read $share/{SHARE_GROUP}/{PREFIX}/#"]
+            lines += [f"topic read {PREFIX}/#", f"topic read $share/{SHARE_GROUP}/{PREFIX}/#",
+                      f"topic write {PREFIX}/+/+/{TopicKind.RECEIPT.value}"]
         else:
             assert a.project_id is not None and a.device_id is not None
             lines += [f"topic write {up_topic(a.project_id, a.device_id)}",
-                      f"topic write {state_topic(a.project_id, a.device_id)}"]
+                      f"topic write {state_topic(a.project_id, a.device_id)}",
+                      f"topic read {receipt_topic(a.project_id, a.device_id)}"]
     return "\n".join(lines) + "\n"
 
 

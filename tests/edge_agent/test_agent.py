@@ -121,7 +121,7 @@ def test_sampling_never_waits_for_an_unreachable_broker(tmp_path: Path) -> None:
         assert not thread.is_alive() and time.monotonic() - stopping < 2
         status = {d.device_id: d for d in agent.outbox.status().devices}
     assert all(d.queued == d.next_seq >= 100 for d in status.values())
-    assert {d.acked_seq for d in status.values()} == {None}
+    assert {(d.receipted_seq, d.published) for d in status.values()} == {(None, 0)}
 
 
 def test_from_config_loads_keys_passwords_and_sources(tmp_path: Path) -> None:

@@ -73,13 +73,16 @@ def test_status_shows_queues_acks_and_alarms(config: Path, capsys: pytest.Captur
         for i in range(12):  # a small budget: some envelopes are evicted
             t = T0 + i * 10_000
             outbox.append([Draft("inv-1", t, (Reading(Metric.ENERGY_EXPORT_WH, t, i),), signer)], t)
-        outbox.delete({"inv-1": [10]}, T0 + 200_000)
+        outbox.mark_published({"inv-1": [9, 10]}, T0 + 150_000)
+        outbox.delete_receipted({"inv-1": [(10, 10)]}, T0 + 200_000)
     assert main(["status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
     assert "policy drop_oldest" in text
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("inv-")}
-    assert rows["inv-1"][:5] == ["inv-1", "park", rows["inv-1"][2], "11", "10"]  # queued, last seq, last ack
-    assert rows["inv-2"][2:] == ["0", "-", "-", "-"]
+    # queued, published (9), last seq, last receipt
+    assert rows["inv-1"][:6] == ["inv-1", "park", rows["inv-1"][2], "1", "11", "10"]
+    assert rows["inv-2"][2:] == ["0", "0", "-", "-", "-"]
+    assert "1 published awaiting ingest's receipt" in text
     assert "inv-1 outbox_evicted: outbox full:" in text
     assert mrv_cli.main(["edge", "status", "--config", str(config), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

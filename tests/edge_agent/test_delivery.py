@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from edge_agent.delivery import TRANSITIONS, Backoff, DeliveryWindow, EntryState, Event
+from edge_agent.delivery import TRANSITIONS, Backoff, DeliveryWindow, EntryState, Event, ResendSchedule
 
 
 def rows(*seqs: int) -> list[tuple[int, bytes]]:
@@ -87,3 +87,56 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
     assert backoff.next_delay() <= 1.0
     with pytest.raises(ValueError):
         Backoff(0, 1)
+
+
+def test_resend_adds_older_seqs_without_moving_the_read_position() -> None:
+    window = DeliveryWindow(capacity=4)
+    window.load(rows(10, 11))
+    assert window.resend(rows(3, 10, 4, 5)) == 2  # 10 is already in the window; then the window is full
+    assert (window.read_after, window.room) == (11, 0)
+    assert [entry.seq for entry in window.to_send()] == [10, 11, 3, 4]
+
+
+GRACE = 30_000
+
+
+def test_nothing_is_resent_without_a_later_receipt() -> None:
+    schedule = ResendSchedule(GRACE)
+    assert schedule.due(10**12) == []  # ingest away: no receipts, no checks, no timers
+
+
+def test_a_later_receipt_resends_what_is_older_than_the_grace() -> None:
+    t = 1_000_000
+    schedule = ResendSchedule(GRACE, {"inv-1": 4})
+    schedule.receipted("inv-1", 9, t)
+    assert schedule.due(t) == [("inv-1", 9)]
+    published = [(5, b"e5", t - GRACE - 1), (6, b"e6", t - GRACE), (7, b"e7", t - 10_000), (8, b"e8", t - 5_000)]
+    assert schedule.select("inv-1", published, t, more=False) == [(5, b"e5"), (6, b"e6")]
+    # The rest is looked at again when the oldest of it comes of age, not before.
+    assert schedule.due(t + GRACE - 10_001) == []
+    assert schedule.due(t + GRACE - 10_000) == [("inv-1", 9)]
+    assert schedule.select("inv-1", published[2:], t + GRACE, more=False) == [(7, b"e7"), (8, b"e8")]
+    assert schedule.due(t + 10 * GRACE) == []
+
+
+def test_seqs_on_their_way_are_not_chosen_and_are_looked_at_after_their_new_grace() -> None:
+    t = 2_000_000
+    schedule = ResendSchedule(GRACE)
+    schedule.receipted("inv-1", 3, t)
+    assert schedule.select("inv-1", [(1, b"e1", 0), (2, b"e2", 0)], t, more=False, skip=[1, 2]) == []
+    assert schedule.due(t + GRACE - 1) == [] and schedule.due(t + GRACE) == [("inv-1", 3)]
+
+
+def test_rows_cut_at_the_window_are_looked_at_again_at_once() -> None:
+    schedule = ResendSchedule(GRACE)
+    schedule.receipted("inv-1", 50, 0)
+    assert schedule.select("inv-1", [(1, b"e1", 0)], GRACE, more=True) == [(1, b"e1")]
+    assert schedule.due(GRACE) == [("inv-1", 50)]
+
+
+def test_the_highest_receipt_only_grows() -> None:
+    schedule = ResendSchedule(GRACE, {"inv-1": 9})
+    schedule.receipted("inv-1", 4, 0)  # a late receipt of an earlier batch
+    assert schedule.highest == {"inv-1": 9}
+    with pytest.raises(ValueError):
+        ResendSchedule(-1)

@@ -72,8 +72,8 @@ def test_seq_is_never_reused_after_delete_or_reopen(tmp_path: Path, signers: dic
         outbox.append(drafts(signers, T0), T0)
         outbox.append(drafts(signers, T0 + 1), T0 + 1)
         first = queued(outbox, "inv-1")
-        assert outbox.delete({"inv-1": [0, 1], "inv-2": [0, 1]}, T0 + 2) == 4
-        assert outbox.status().queued == 0
+        assert outbox.delete_receipted({"inv-1": [(0, 1)], "inv-2": [(0, 1)]}, T0 + 2) == 4
+        assert outbox.status().kept == 0
     with Outbox(path) as outbox:
         result = outbox.append(drafts(signers, T0 + 3), T0 + 3)
         assert {a.seq for a in result.appended} == {2}
@@ -97,17 +97,19 @@ def test_invalid_readings_consume_no_seq(tmp_path: Path, signers: dict[str, Sign
         assert outbox.append(drafts(signers, T0 + 1), T0 + 1).appended[0].seq == 0
 
 
-def test_delete_records_the_last_ack_and_frees_the_budget(tmp_path: Path, signers: dict[str, Signer]) -> None:
+def test_a_receipt_records_the_last_receipted_seq_and_frees_the_budget(tmp_path: Path,
+                                                                        signers: dict[str, Signer]) -> None:
     with Outbox(tmp_path / "o.sqlite") as outbox:
         for i in range(3):
             outbox.append(drafts(signers, T0 + i), T0 + i)
         assert outbox.status().used_bytes > 0
-        assert outbox.delete({"inv-1": [0, 1]}, T0 + 50) == 2
-        assert outbox.delete({"inv-1": [1]}, T0 + 50) == 0  # the PUBACK of a re-sent duplicate
+        assert outbox.delete_receipted({"inv-1": [(0, 1)]}, T0 + 50) == 2
+        assert outbox.delete_receipted({"inv-1": [(1, 1)]}, T0 + 50) == 0  # the receipt of a re-sent duplicate
         inv1 = next(d for d in outbox.status().devices if d.device_id == "inv-1")
-        assert (inv1.queued, inv1.last_seq, inv1.acked_seq, inv1.acked_ms) == (1, 2, 1, T0 + 50)
-        outbox.delete({"inv-1": [2], "inv-2": [0, 1, 2]}, T0 + 60)
+        assert (inv1.queued, inv1.last_seq, inv1.receipted_seq, inv1.receipted_ms) == (1, 2, 1, T0 + 50)
+        outbox.delete_receipted({"inv-1": [(2, 2)], "inv-2": [(0, 2)]}, T0 + 60)
         assert outbox.status().used_bytes == 0
+        assert outbox.receipted_seqs() == {"inv-1": 2, "inv-2": 2}
 
 
 def test_the_outbox_file_is_wal_and_survives_reopen(tmp_path: Path, signers: dict[str, Signer]) -> None:
@@ -178,7 +180,7 @@ def test_refuse_new_drops_nothing_and_resumes_without_a_gap(tmp_path: Path,
         [alarm, _] = outbox.alarms()
         assert (alarm.code, alarm.count) == (AlarmCode.OUTBOX_REFUSED, 5)
         assert (alarm.first_ms, alarm.last_ms) == (T0 + 3, T0 + 7)
-        outbox.delete({d: [0, 1, 2] for d in DEVICES}, T0 + 8)
+        outbox.delete_receipted({d: [(0, 2)] for d in DEVICES}, T0 + 8)
         assert [a.seq for a in outbox.append(drafts(signers, T0 + 9), T0 + 9).appended] == [3, 3]
 
 
@@ -233,3 +235,73 @@ def test_a_full_disk_is_a_full_outbox(tmp_path: Path, signers: dict[str, Signer]
             evicted = [s for r in ranges for s in range(r.first_seq, r.last_seq + 1)]
             assert sorted(kept + evicted) == list(range(3000))
         assert {a.code for a in outbox.alarms()} == {AlarmCode.OUTBOX_EVICTED}
+
+
+def test_an_envelope_is_queued_then_published_then_deleted_by_its_receipt(tmp_path: Path,
+                                                                          signers: dict[str, Signer]) -> None:
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        for i in range(4):
+            outbox.append(drafts(signers, T0 + i), T0 + i)
+        used = outbox.status().used_bytes
+        assert outbox.mark_published({"inv-1": [0, 1, 3]}, 5_000) == 3  # PUBACKs
+        # Published rows are no longer offered for publishing, but are kept and still fill the outbox.
+        assert [s for s, _ in outbox.pending("inv-1", -1, 10)] == [2]
+        inv1 = next(d for d in outbox.status().devices if d.device_id == "inv-1")
+        assert (inv1.queued, inv1.published, inv1.kept) == (1, 3, 4)
+        assert outbox.status().used_bytes == used
+        assert [(s, t) for s, _, t in outbox.published_before("inv-1", 3, 10)] == [(0, 5_000), (1, 5_000)]
+        assert outbox.delete_receipted({"inv-1": [(1, 2)]}, T0 + 9) == 2  # a receipt may precede the PUBACK
+        assert outbox.mark_published({"inv-1": [2]}, 6_000) == 0  # ... and the row stays gone
+        assert [s for s, _, _ in outbox.published_before("inv-1", 10, 10)] == [0, 3]
+        assert outbox.status().published == 2 and outbox.status().queued == 4  # inv-2 untouched
+
+
+def test_eviction_takes_published_rows_too_oldest_first(tmp_path: Path, signers: dict[str, Signer]) -> None:
+    one = {"inv-1": signers["inv-1"]}
+    budget = budget_for(3, one, tmp_path)
+    with Outbox(tmp_path / "o.sqlite", max_bytes=budget) as outbox:
+        for i in range(3):
+            outbox.append(drafts(one, T0 + i), T0 + i)
+        outbox.mark_published({"inv-1": [0, 1, 2]}, 1)
+        evicted = outbox.append(drafts(one, T0 + 3), T0 + 3).evicted
+        assert evicted and evicted[0].first_seq == 0
+        assert outbox.evicted_ranges("inv-1")[0].first_seq == 0
+
+
+# The tables and triggers schema 1 (PUBACK deleted the row) created, as far as the migration touches them.
+_SCHEMA_1 = """
+CREATE TABLE devices (device_id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, last_hash BLOB NOT NULL,
+    queued INTEGER NOT NULL DEFAULT 0, queued_bytes INTEGER NOT NULL DEFAULT 0, appended_ms INTEGER,
+    acked_seq INTEGER, acked_ms INTEGER) STRICT;
+CREATE TABLE queue (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    envelope BLOB NOT NULL, UNIQUE (device_id, seq)) STRICT;
+CREATE TRIGGER queue_insert AFTER INSERT ON queue BEGIN
+    UPDATE devices SET queued = queued + 1, queued_bytes = queued_bytes + length(NEW.envelope)
+     WHERE device_id = NEW.device_id;
+END;
+CREATE TRIGGER queue_delete AFTER DELETE ON queue BEGIN
+    UPDATE devices SET queued = queued - 1, queued_bytes = queued_bytes - length(OLD.envelope)
+     WHERE device_id = OLD.device_id;
+END;
+CREATE TABLE evictions (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE refusals (device_id TEXT PRIMARY KEY, intervals INTEGER NOT NULL, first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL) STRICT;
+INSERT INTO devices (device_id, next_seq, last_hash, acked_seq) VALUES ('inv-1', 8, zeroblob(32), 5);
+INSERT INTO queue (device_id, seq, envelope) VALUES ('inv-1', 6, x'06'), ('inv-1', 7, x'07');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_schema_1_outbox_is_migrated_with_its_rows_queued(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_1)
+    with Outbox(path) as outbox:
+        [inv1] = outbox.status().devices
+        assert (inv1.queued, inv1.published, inv1.receipted_seq) == (2, 0, 5)
+        assert outbox.pending("inv-1", -1, 10) == [(6, b"\x06"), (7, b"\x07")]
+        assert outbox.mark_published({"inv-1": [6, 7]}, 1) == 2
+        assert (outbox.status().queued, outbox.status().published) == (0, 2)
+        assert outbox.delete_receipted({"inv-1": [(6, 6)]}, 2) == 1
+        assert (outbox.status().kept, outbox.status().published) == (1, 1)

@@ -4,10 +4,13 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt_client
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.clock import SimulatedClock
 from edge_agent.config import MqttConfig
@@ -15,7 +18,17 @@ from edge_agent.outbox import Draft, Outbox
 from edge_agent.publisher import Publisher, PublishLoop, window_size
 from ingest.broker_auth import BrokerAccount, hash_password, write_broker_files
 from managed_services.mosquitto import Mosquitto
-from protocol import Ed25519Signer, Metric, Reading, Signer, parse_envelope, state_topic
+from protocol import (
+    Ed25519Signer,
+    Metric,
+    Reading,
+    Signer,
+    encode_receipt,
+    parse_envelope,
+    receipt_topic,
+    state_topic,
+    up_topic,
+)
 from tests.edge_agent.helpers import Collector, check_chains, wait_until
 
 pytestmark = pytest.mark.integration
@@ -41,7 +54,7 @@ def publishing(outbox_path: Path, project_id: str, devices: list[str], mqtt: Mqt
     clock = SimulatedClock(1, T0)
     publishers = [Publisher(d, project_id, mqtt, password=(passwords or {}).get(d),
                             window=window_size(mqtt, len(devices)), clock=clock) for d in devices]
-    loop = PublishLoop(publishers, outbox_path, clock)
+    loop = PublishLoop(publishers, outbox_path, clock, receipt_grace_s=mqtt.receipt_grace_s)
     stop = threading.Event()
     with running(lambda: loop.run(stop), stop.set):
         yield publishers
@@ -54,7 +67,7 @@ def fill(outbox: Outbox, signers: dict[str, Signer], intervals: int) -> None:
                        for d, s in signers.items()], t)
 
 
-def test_a_backlog_is_published_in_seq_order_and_deleted_once_acknowledged(
+def test_a_backlog_is_published_in_seq_order_and_kept_until_receipted(
         mosquitto: Mosquitto, tmp_path: Path, project_id: str) -> None:
     signers: dict[str, Signer] = {"inv-1": Ed25519Signer.generate(), "inv-2": Ed25519Signer.generate()}
     path = tmp_path / "outbox.sqlite"
@@ -66,7 +79,9 @@ def test_a_backlog_is_published_in_seq_order_and_deleted_once_acknowledged(
         wait_until(lambda: outbox.status().queued == 0, 20, "the outbox to drain")
         status = outbox.status()
     collector.close()
-    assert {d.device_id: d.acked_seq for d in status.devices} == {"inv-1": 299, "inv-2": 299}
+    # Acknowledged by the broker, so published; no ingest, so no receipt: all kept.
+    assert {(d.device_id, d.published, d.receipted_seq) for d in status.devices} == {
+        ("inv-1", 300, None), ("inv-2", 300, None)}
     order = check_chains(collector.payloads(), {d: s.public_key for d, s in signers.items()},
                          {"inv-1": 300, "inv-2": 300})
     assert all(seqs == sorted(seqs) for seqs in order.values())
@@ -140,3 +155,64 @@ def test_a_refused_login_or_topic_keeps_the_envelopes(secured_broker: tuple[Mosq
         assert {d.device_id: d.queued for d in outbox.status().devices} == {"inv-1": 5, "inv-2": 5}
         assert all(parse_envelope(raw).payload.seq == seq for seq, raw in outbox.pending("inv-2", -1, 10))
     assert "wrong-password" not in caplog.text
+
+
+def send_receipt(port: int, topic: str, payload: bytes) -> None:
+    """Publish a receipt as ingest does (QoS 1, not retained)."""
+    client = mqtt_client.Client(CallbackAPIVersion.VERSION2, client_id=f"ingest-{time.monotonic_ns()}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def kept_seqs(outbox: Outbox, device_id: str) -> list[int]:
+    return [s for s, _ in outbox.pending(device_id, -1, 100)] + [
+        s for s, _, _ in outbox.published_before(device_id, 100, 100)]
+
+
+def test_receipts_delete_and_a_later_receipt_makes_an_earlier_loss_be_resent(
+        mosquitto: Mosquitto, tmp_path: Path, project_id: str) -> None:
+    signer = Ed25519Signer.generate()
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        fill(outbox, {"inv-1": signer}, 10)
+    collector = Collector(mosquitto.port, up_topic(project_id, "inv-1"), "collector")
+    receipts = receipt_topic(project_id, "inv-1")
+    mqtt = MqttConfig(port=mosquitto.port, receipt_grace_s=0.3)
+    with publishing(path, project_id, ["inv-1"], mqtt), Outbox(path) as outbox:
+        wait_until(lambda: outbox.status().published == 10, 20, "every PUBACK")
+        originals = collector.payloads()
+        send_receipt(mosquitto.port, receipts, encode_receipt([(0, 3)]))
+        wait_until(lambda: outbox.status().kept == 6, 10, "the receipt to delete 0-3")
+        time.sleep(1.0)  # past the grace: 4-9 are unreceipted, but no later seq is receipted
+        assert len(collector.payloads()) == 10 and kept_seqs(outbox, "inv-1") == list(range(4, 10))
+        send_receipt(mosquitto.port, receipts, encode_receipt([(9, 9)]))  # ingest has 9: 4-8 were lost
+        wait_until(lambda: len(collector.payloads()) == 15, 10, "4-8 to be published again")
+        assert collector.payloads()[10:] == originals[4:9]  # the same bytes
+        send_receipt(mosquitto.port, receipts, encode_receipt([(4, 8)]))
+        wait_until(lambda: outbox.status().kept == 0, 10, "the outbox to empty")
+        status = outbox.status().devices[0]
+    collector.close()
+    assert (status.receipted_seq, len(collector.payloads())) == (9, 15)
+
+
+def test_a_malformed_receipt_is_ignored_with_a_warning(mosquitto: Mosquitto, tmp_path: Path, project_id: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        fill(outbox, {"inv-1": Ed25519Signer.generate()}, 5)
+    caplog.set_level(logging.WARNING, logger="edge_agent")
+    receipts = receipt_topic(project_id, "inv-1")
+    with publishing(path, project_id, ["inv-1"], MqttConfig(port=mosquitto.port)), Outbox(path) as outbox:
+        wait_until(lambda: outbox.status().published == 5, 20, "every PUBACK")
+        for garbage in (b"\xff" * 10, b"[" * 40_000, b'{"v":1,"seqs":[[3,1]]}', b'{"v":1,"seqs":[[0,1],[1,4]]}'):
+            send_receipt(mosquitto.port, receipts, garbage)
+        wait_until(lambda: caplog.text.count("bad_receipt") == 4, 10, "four warnings")
+        assert outbox.status().kept == 5
+        send_receipt(mosquitto.port, receipts, encode_receipt([(0, 4)]))  # the loop still runs
+        wait_until(lambda: outbox.status().kept == 0, 10, "the valid receipt to apply")
+

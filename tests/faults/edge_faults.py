@@ -1,6 +1,8 @@
-"""The edge agent and the broker under faults: R2 (broker restart mid-run), its variants with the
-ingest worker away (R2-crash: the broker killed with SIGKILL while messages it acknowledged wait queued;
-R2-shared: a graceful restart, then messages) and R5 (kill -9 of the agent process while it writes)."""
+"""The edge agent and the broker under faults: R2 (broker restart mid-run), R2-ingest (the same through
+ingest), its variants with the ingest worker away (R2-crash: the broker killed with SIGKILL while
+messages it acknowledged wait queued; R2-shared: a graceful restart, then messages) and R5 (kill -9 of
+the agent process while it writes). Mosquitto loses acknowledged messages in R2-ingest, R2-crash and
+R2-shared; the agent recovers them because it keeps every envelope until ingest's receipt."""
 
 from __future__ import annotations
 
@@ -24,13 +26,14 @@ from edge_agent.config import AgentSettings, MqttConfig
 from edge_agent.errors import OutboxError
 from edge_agent.keystore import FileKeyStore
 from edge_agent.outbox import Outbox
+from ingest.decide import ChainEventKind, EnvelopeFlag
 from ingest.registry import MeterRole, PlantKind, enroll_device
 from managed_services.mosquitto import Mosquitto
 from protocol import Ed25519Signer, PublicKeyRecord, parse_envelope
 from tests.edge_agent.helpers import Collector, CounterSource, check_chains
-from tests.faults.ingest_faults import audit, signed_load, workers
+from tests.faults.ingest_faults import workers
 from tests.faults.record import FaultResult, settle, settle_count, timed
-from tests.ingest.helpers import TestPublisher, count, running_worker
+from tests.ingest.helpers import count, running_worker
 
 REPO = Path(__file__).parents[2]
 
@@ -99,15 +102,9 @@ def r2_restart_through_ingest(broker: Mosquitto, conninfo: str, workdir: Path, p
     """R2 end to end (R2-ingest): as R2, but the subscriber is the real ingest worker (shared
     subscription, manual acks after commit) writing to PostgreSQL, so the audit is the database's."""
     result = FaultResult("R2-ingest", "broker restart mid-run, agent -> broker -> ingest -> PostgreSQL")
-    devices = [Device(f"inv-{i}", project_id, CounterSource(limit=reads), Ed25519Signer.generate())
-               for i in range(3)]
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        for d in devices:
-            enroll_device(conn, PublicKeyRecord(d.device_id, d.signer.public_key), project_id=project_id,
-                          role=MeterRole.MAIN, kind=PlantKind.PV, capacity_w=5_000_000,
-                          valid_from=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    devices = _enrolled_devices(conninfo, project_id, 3, reads)
     settings = AgentSettings(data_dir=workdir / "data", interval_s=1, mqtt=MqttConfig(
-        port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5))
+        port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5, receipt_grace_s=1.0))
     clock = SimulatedClock(100, start_ms=int(time.time() * 1000) - 3_600_000)  # stays in the past
     with timed(result), running_worker(conninfo, broker.port, f"ingest-{project_id}"), \
             EdgeAgent(settings, devices, clock) as agent, Outbox(settings.outbox_path) as view:
@@ -119,62 +116,123 @@ def r2_restart_through_ingest(broker: Mosquitto, conninfo: str, workdir: Path, p
             time.sleep(down_s)
             broker.start()
             result.attempts = 1
-            settle(lambda: all(d.next_seq == reads and d.queued == 0 for d in view.status().devices), 30)
+            # Empty once ingest's receipts confirmed every envelope, including any sent again.
+            result.check(settle(lambda: all(d.next_seq == reads and d.kept == 0 for d in view.status().devices),
+                                60), f"outbox not empty: {[(d.queued, d.published) for d in view.status().devices]}")
         finally:
             agent.stop()
             thread.join(10)
-        stored = settle_count(lambda: count(conninfo, "envelopes"), 3 * reads, 20)
-    with psycopg.connect(conninfo) as conn:
-        gaps = conn.execute("SELECT device_id, seq_from, seq_to FROM chain_events WHERE kind = 'gap' "
-                            "ORDER BY device_id, seq_from").fetchall()
-    result.lost = 3 * reads - stored
-    result.details["gap_events"] = [tuple(g) for g in gaps[:6]]
-    if result.lost:
-        result.details["why"] = ("the agent reconnected before the ingest worker: Mosquitto 2.0.11 had not restored "
-                                 "the worker's shared subscription, so it acknowledged and dropped what came first")
+        settle_count(lambda: count(conninfo, "envelopes"), 3 * reads, 20)
+    _audit_stored(result, conninfo, {d.device_id: reads for d in devices})
     return result
 
 
-def r2_offline_subscriber(broker: Mosquitto, conninfo: str, workdir: Path, project_id: str, *, crash: bool,
-                          envelopes: int = 2000) -> FaultResult:
-    """R2 with the ingest worker away: it connects once (its persistent session and shared subscription
-    exist) and stops, then `envelopes` are published and acknowledged by the broker (PUBACK: a real
-    gateway then deletes them from its outbox), so they can only wait in the broker for the worker.
+class GatedClock:
+    """Simulated time that advances only by what the agent sleeps (`speed` times faster than real time)
+    and stands still while `gate` is clear: the agent then samples nothing, while it publishes on."""
 
-    crash=True (R2-crash): published first, then the broker is killed with SIGKILL a moment later
-    (inside autosave_interval) and restarted. crash=False (R2-shared): the broker is stopped gracefully
-    and restarted first, then the envelopes are published. Then the worker comes back."""
+    def __init__(self, speed: float, start_ms: int) -> None:
+        self.speed, self._now = speed, start_ms
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.gate.wait()
+        time.sleep(seconds / self.speed)
+        self._now += round(seconds * 1000)
+
+
+def _enrolled_devices(conninfo: str, project_id: str, n: int, reads: int | None = None) -> list[Device]:
+    devices = [Device(f"inv-{i}", project_id, CounterSource(limit=reads), Ed25519Signer.generate())
+               for i in range(n)]
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for d in devices:
+            enroll_device(conn, PublicKeyRecord(d.device_id, d.signer.public_key), project_id=project_id,
+                          role=MeterRole.MAIN, kind=PlantKind.PV, capacity_w=5_000_000,
+                          valid_from=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    return devices
+
+
+def _audit_stored(result: FaultResult, conninfo: str, produced: dict[str, int]) -> None:
+    """lost: a produced (device, seq) not stored; wrongly accepted: stored and never produced. Every
+    chain must link (no chain break), and an envelope sent again fills its gap as a late fill."""
+    with psycopg.connect(conninfo) as conn:
+        stored = {(d, int(s)) for d, s in conn.execute("SELECT device_id, seq FROM envelopes").fetchall()}
+        events = Counter(kind for (kind,) in conn.execute("SELECT kind FROM chain_events").fetchall())
+        late = conn.execute("SELECT count(*) FROM envelopes WHERE flags & %s <> 0",
+                            [int(EnvelopeFlag.LATE_FILL)]).fetchone()
+        readings = conn.execute("SELECT count(*) FROM readings").fetchone()
+        quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+    everything = {(d, s) for d, n in produced.items() for s in range(n)}
+    result.lost = len(everything - stored)
+    result.wrongly_accepted = len(stored - everything)
+    result.details.update(produced=len(everything), stored=len(stored), stored_as_late_fill=late[0] if late else 0,
+                          chain_events=dict(events))
+    result.check(len(everything) > 0, "nothing produced")
+    result.check(events[ChainEventKind.CHAIN_BREAK.value] == 0, f"chain breaks: {dict(events)}")
+    result.check(readings == (3 * len(stored),), f"{readings} readings for {len(stored)} envelopes of 3")
+    result.check(quarantined == (0,), f"quarantined: {quarantined}")
+
+
+def r2_offline_subscriber(broker: Mosquitto, conninfo: str, workdir: Path, project_id: str, *, crash: bool,
+                          envelopes: int = 2000, devices: int = 4) -> FaultResult:
+    """R2 with the ingest worker away: it connects once (its persistent session and shared subscription
+    exist) and stops; then the edge agent publishes until the broker has acknowledged `envelopes`
+    (PUBACK), which can now only wait in the broker for the worker, and pauses its sampling.
+
+    crash=True (R2-crash): the broker is then killed with SIGKILL (inside autosave_interval) and
+    restarted. crash=False (R2-shared): the broker was stopped gracefully and restarted before the
+    agent published, so it has forgotten the worker's shared subscription. Then the worker comes back
+    and the agent samples on: ingest's receipts of the new envelopes prove the earlier ones lost, and
+    the agent, which kept them, sends them again. Passes when every envelope is stored and the
+    outbox is empty."""
     result = FaultResult("R2-crash" if crash else "R2-shared",
                          "kill -9 of Mosquitto, acknowledged messages queued for ingest" if crash else
                          "graceful broker restart while ingest (shared subscription) is away")
+    fleet = _enrolled_devices(conninfo, project_id, devices)
+    settings = AgentSettings(data_dir=workdir / "data", interval_s=1, mqtt=MqttConfig(
+        port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5, receipt_grace_s=1.0))
+    clock = GatedClock(100, int(time.time() * 1000) - 7_200_000)  # stays in the past
     with timed(result), workers(conninfo, broker.port, workdir) as running:
-        items = signed_load(project_id, conninfo, 20, envelopes // 20)
         running.start("ingest-away")
         running.procs["ingest-away"].send_signal(signal.SIGTERM)
         running.procs.pop("ingest-away").wait(15)
         if not crash:
             broker.stop()
             broker.start()
-        publisher = TestPublisher(broker.port, f"gateway-{project_id}")
-        started = time.monotonic()
-        publisher.publish(items)
-        acknowledged_in = time.monotonic() - started
-        publisher.close()
-        if crash:
-            time.sleep(2)  # well inside autosave_interval, as a crash would be
-            broker.kill()
-            broker.start()
-        result.attempts = 1
-        running.start("ingest-away")
-        settle_count(lambda: count(conninfo, "envelopes"), len(items), 30)
-        audit(result, conninfo, items)
-        result.details["publish_acknowledged_msg_per_s"] = round(len(items) / acknowledged_in)
-        if result.lost:
-            result.details["why"] = (
-                "Mosquitto 2.0 persists by snapshot (autosave_interval 60 s): what it acknowledged since the last "
-                "snapshot and had not delivered dies with it" if crash else
-                "Mosquitto 2.0.11 does not restore an offline persistent session's shared subscription after a "
-                "restart: until the worker subscribes again, messages for $share/ingest/... go nowhere")
+        with EdgeAgent(settings, fleet, clock) as agent, Outbox(settings.outbox_path) as view:
+            thread = threading.Thread(target=agent.run)
+            thread.start()
+            try:
+                result.check(settle(lambda: view.status().published >= envelopes, 60),
+                             f"the broker acknowledged only {view.status().published} of {envelopes}")
+                clock.gate.clear()
+                settle(lambda: view.status().queued == 0, 10)
+                acknowledged = view.status().published
+                if crash:
+                    time.sleep(2)  # well inside autosave_interval, as a crash would be
+                    broker.kill()
+                    broker.start()
+                result.attempts = 1
+                running.start("ingest-away")
+                before = sum(d.next_seq for d in view.status().devices)
+                clock.gate.set()  # sample on: new envelopes, stored and receipted
+                settle(lambda: sum(d.next_seq for d in view.status().devices) >= before + 50 * devices, 30)
+                clock.gate.clear()
+                result.check(settle(lambda: view.status().kept == 0, 90),
+                             f"outbox not empty: {view.status().queued} queued, {view.status().published} "
+                             "published and not receipted")
+            finally:
+                clock.gate.set()
+                agent.stop()
+                thread.join(10)
+            produced = {d.device_id: d.next_seq for d in view.status().devices}
+        settle_count(lambda: count(conninfo, "envelopes"), sum(produced.values()), 20)
+        _audit_stored(result, conninfo, produced)
+        result.details["acknowledged_while_ingest_away"] = acknowledged
     return result
 
 

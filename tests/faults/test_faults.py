@@ -4,8 +4,9 @@ same scenarios, and their long forms with --full.
 
 R6 and R7 keep their short forms where they were (tests/ingest/test_fuzz.py, test_attacks.py), as does
 the `mrv verify` form of R8 (tests/anchoring/test_evidence.py) and the sequencer race of R10
-(tests/anchoring/test_sequencer_process.py). The two R2 variants with the ingest worker away are
-expected failures: they document what Mosquitto 2.0 loses (see the README)."""
+(tests/anchoring/test_sequencer_process.py). In R2-ingest and the two R2 variants with the ingest
+worker away Mosquitto 2.0 loses messages it acknowledged; the agent keeps every envelope until ingest's
+receipt and sends again what a later receipt proves lost (see the README)."""
 
 from __future__ import annotations
 
@@ -40,16 +41,17 @@ def test_r2_broker_restart_mid_run(mosquitto: Mosquitto, tmp_path: Path, project
     _passes(edge_faults.r2_broker_restart(mosquitto, tmp_path, project_id))
 
 
-@pytest.mark.xfail(strict=True, reason="Mosquitto 2.0 saves its state every autosave_interval (60 s): a crash "
-                   "loses what it acknowledged since; autosave_on_changes 1 costs 0.36x throughput (README)")
+def test_r2_broker_restart_through_ingest(mosquitto: Mosquitto, pg_conninfo: str, tmp_path: Path,
+                                          project_id: str) -> None:
+    _passes(edge_faults.r2_restart_through_ingest(mosquitto, pg_conninfo, tmp_path, project_id))
+
+
 def test_r2_broker_crash_with_acknowledged_messages_queued(mosquitto: Mosquitto, pg_conninfo: str,
                                                            tmp_path: Path, project_id: str) -> None:
     _passes(edge_faults.r2_offline_subscriber(mosquitto, pg_conninfo, tmp_path, project_id, crash=True,
                                               envelopes=200))
 
 
-@pytest.mark.xfail(strict=True, reason="Mosquitto 2.0.11 drops an offline persistent session's shared "
-                   "subscription on restart; ingest subscribes with $share/ingest/... (README, R2)")
 def test_r2_broker_restart_while_the_ingest_worker_is_away(mosquitto: Mosquitto, pg_conninfo: str,
                                                            tmp_path: Path, project_id: str) -> None:
     _passes(edge_faults.r2_offline_subscriber(mosquitto, pg_conninfo, tmp_path, project_id, crash=False,

@@ -26,8 +26,8 @@ from ingest.broker_auth import (
 )
 from ingest.registry import broker_accounts, set_ingest_account
 from managed_services.mosquitto import Mosquitto
-from protocol import SHARED_UP_SUBSCRIPTION, state_topic, up_topic
-from tests.ingest.helpers import Device, enroll
+from protocol import SHARED_UP_SUBSCRIPTION, encode_receipt, receipt_topic, state_topic, up_topic
+from tests.ingest.helpers import Device, enroll, wait_until
 
 
 def test_our_hash_is_mosquittos_format_and_reads_mosquitto_passwd_output(tmp_path: Path) -> None:
@@ -47,8 +47,8 @@ def test_rendered_files() -> None:
     acl = render_acl(accounts)
     assert acl.index("user ingest") < acl.index("user meter-1") and "meter-2" not in acl
     up, state = up_topic("plant-1", "meter-1"), state_topic("plant-1", "meter-1")
-    assert f"topic write {up}\ntopic write {state}" in acl
-    assert "topic read $share/ingest/mrv/v1/#" in acl
+    assert f"topic write {up}\ntopic write {state}\ntopic read {receipt_topic('plant-1', 'meter-1')}" in acl
+    assert "topic read $share/ingest/mrv/v1/#\ntopic write mrv/v1/+/+/receipt" in acl
 
 
 class _Subscriber:
@@ -144,4 +144,40 @@ def test_the_broker_enforces_the_acl(secured_broker: tuple[Mosquitto, dict[str, 
         assert spy.received == []
     finally:
         for s in (shared, spy, anonymous, wrong):
+            s.close()
+
+
+def _publish_as_ingest(port: int, password: str, topic: str, payload: bytes) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ingest-pub-{time.monotonic_ns()}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set("ingest", password)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.integration
+def test_receipts_go_from_ingest_to_their_own_device_only(secured_broker: tuple[Mosquitto, dict[str, str]]) -> None:
+    broker, passwords = secured_broker
+    own, other = receipt_topic("plant-1", "meter-2"), receipt_topic("plant-1", "meter-1")
+    victim = _Subscriber(broker.port, "meter-2", passwords["meter-2"], own)
+    spy = _Subscriber(broker.port, "meter-1", passwords["meter-1"], own)  # another device's receipts
+    watcher = _Subscriber(broker.port, "meter-1", passwords["meter-1"], other)
+    try:
+        assert victim.connected.wait(5) and spy.connected.wait(5) and watcher.connected.wait(5)
+        time.sleep(0.3)  # the subscriptions are in place
+        # A device may not write receipts: neither forged for another device nor for itself.
+        assert _publish(broker.port, "meter-1", passwords["meter-1"], own)
+        assert _publish(broker.port, "meter-1", passwords["meter-1"], other)
+        _publish_as_ingest(broker.port, passwords["ingest"], own, encode_receipt([(0, 4)]))
+        wait_until(lambda: victim.received != [], 5, "the ingest receipt")
+        time.sleep(0.3)
+        assert victim.received == [(own, encode_receipt([(0, 4)]))]
+        assert spy.received == [] and watcher.received == []
+    finally:
+        for s in (victim, spy, watcher):
             s.close()
