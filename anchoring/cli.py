@@ -18,7 +18,7 @@ from anchoring.ledger import Ledger
 from anchoring.ledger.local import LocalLedger
 from anchoring.note import Signer
 from anchoring.sequencer import Sequencer, SequencerConfig, log_status
-from edge_agent.logs import configure_logging
+from mrv_common.logs import configure_logging
 
 ARTIFACT = Path(__file__).resolve().parent / "ledger" / "CheckpointAnchor.json"  # built by contracts/compile.py
 _CONNINFO_HELP = "libpq conninfo (default: the PG* environment variables; keep passwords in ~/.pgpass)"

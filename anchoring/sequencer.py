@@ -48,7 +48,7 @@ from anchoring.store import (
     log_size,
 )
 from anchoring.verify import verify_consistency
-from edge_agent.logs import log_event
+from mrv_common.logs import log_event
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from typing import Any
 from edge_agent.agent import Device, EdgeAgent
 from edge_agent.clock import SimulatedClock
 from edge_agent.config import AgentSettings, MqttConfig
-from edge_agent.logs import configure_logging
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Link, Publisher, PublishLoop, window_size
 from managed_services.mosquitto import Mosquitto
+from mrv_common.logs import configure_logging
 from protocol import Ed25519Signer, Metric, Reading
 
 RESULT = Path(__file__).parent / "results" / "edge.json"

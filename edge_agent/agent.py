@@ -22,10 +22,10 @@ from edge_agent.clock import Clock, make_clock
 from edge_agent.config import AgentSettings, EdgeConfig
 from edge_agent.errors import AgentAlreadyRunning, EdgeError, OutboxError
 from edge_agent.keystore import FileKeyStore, read_secret
-from edge_agent.logs import log_event
 from edge_agent.outbox import AppendResult, Draft, Outbox
 from edge_agent.publisher import Publisher, PublishLoop, window_size
 from edge_agent.sources import MeterSource, SourceError, build_source
+from mrv_common.logs import log_event
 from protocol.keys import Signer
 
 log = logging.getLogger(__name__)

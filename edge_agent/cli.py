@@ -14,9 +14,9 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.config import EdgeConfig, load_config
 from edge_agent.errors import EdgeError
 from edge_agent.keystore import FileKeyStore, write_public_record
-from edge_agent.logs import configure_logging
 from edge_agent.outbox import Outbox, OutboxStatus
 from edge_agent.sources import SourceError
+from mrv_common.logs import configure_logging
 
 _EXAMPLES = {
     "keygen": "example:\n  mrv edge keygen --device-id inv-1 --key-file /var/lib/mrv-edge/keys/inv-1.key "

@@ -38,8 +38,8 @@ from edge_agent.clock import Clock
 from edge_agent.config import MqttConfig
 from edge_agent.delivery import DEFAULT_RECEIPT_GRACE_S, Backoff, DeliveryWindow, ResendSchedule
 from edge_agent.errors import OutboxError
-from edge_agent.logs import log_event
 from edge_agent.outbox import Alarm, Outbox
+from mrv_common.logs import log_event
 from protocol.topics import BadReceipt, SeqSpan, parse_receipt, receipt_topic, state_message, state_topic, up_topic
 
 log = logging.getLogger(__name__)

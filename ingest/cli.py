@@ -8,10 +8,10 @@ import signal
 import sys
 from pathlib import Path
 
-from edge_agent.logs import configure_logging
 from ingest.config import ENV_PREFIX, load_config
 from ingest.errors import IngestError
 from ingest.worker import IngestWorker
+from mrv_common.logs import configure_logging
 
 
 def main(argv: list[str], prog: str = "mrv ingest") -> int:

@@ -7,9 +7,9 @@ import sys
 
 import psycopg
 
-from edge_agent.logs import configure_logging
 from ingest.errors import IngestError
 from ingest.migrate import StorageMode, migrate, schema_status
+from mrv_common.logs import configure_logging
 
 _CONNINFO_HELP = "libpq conninfo (default: the PG* environment variables; keep passwords in ~/.pgpass)"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import psycopg
 
-from edge_agent.logs import configure_logging
 from ingest.broker_auth import write_broker_files, write_credential
 from ingest.errors import IngestError
 from ingest.registry import (
@@ -24,6 +23,7 @@ from ingest.registry import (
     rotate_key,
     set_ingest_account,
 )
+from mrv_common.logs import configure_logging
 from protocol.keys import PublicKeyRecord
 
 

@@ -16,8 +16,8 @@ from importlib import resources
 
 import psycopg
 
-from edge_agent.logs import log_event
 from ingest.errors import MigrationError
+from mrv_common.logs import log_event
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 import psycopg
 
-from edge_agent.logs import log_event
 from ingest.decide import Admitted
+from mrv_common.logs import log_event
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from edge_agent.logs import log_event
 from ingest.decide import Admitted, Message, Policy, Quarantine, RegistryView, screen
+from mrv_common.logs import log_event
 from protocol.errors import Reason
 
 log = logging.getLogger(__name__)

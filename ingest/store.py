@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from edge_agent.logs import log_event
 from ingest import partitions
 from ingest.decide import (
     Accept,
@@ -38,6 +37,7 @@ from ingest.decide import (
 from ingest.errors import DatabaseUnavailable
 from ingest.migrate import StorageMode, storage_mode
 from ingest.registry import load_registry_view, registry_version
+from mrv_common.logs import log_event
 from protocol.envelope import MAX_ENVELOPE_BYTES
 
 log = logging.getLogger(__name__)

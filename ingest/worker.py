@@ -25,7 +25,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.logs import log_event
 from ingest.config import IngestConfig
 from ingest.decide import Accept, Message
 from ingest.errors import DatabaseUnavailable
@@ -35,6 +34,7 @@ from ingest.pipeline import Ingestor
 from ingest.receipts import batch_receipts
 from ingest.screening import Screener, default_processes
 from ingest.store import BatchResult, Store
+from mrv_common.logs import log_event
 from protocol.topics import SHARED_UP_SUBSCRIPTION
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from edge_agent.clock import SimulatedClock, WallClock
 from edge_agent.config import AgentSettings, MqttConfig, load_config
 from edge_agent.errors import AgentAlreadyRunning, InsecureSecretFile
 from edge_agent.keystore import FileKeyStore
-from edge_agent.logs import JsonFormatter
 from managed_services._process import free_port
+from mrv_common.logs import JsonFormatter
 from protocol import Ed25519Signer, Metric, Reading
 from tests.edge_agent.helpers import CounterSource, check_chains
 
