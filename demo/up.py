@@ -175,24 +175,26 @@ def run_fleet(fleet: Fleet, passwords: dict[str, str], broker: Mosquitto, workdi
             time.sleep(1)
             stored, readings, _ = counts(conn)
             simulated = dt.datetime.fromtimestamp(clock.now_ms() / 1000, dt.UTC)
-            say(f"simulated {simulated:%Y-%m-%d %H:%M} UTC | outbox {agent.outbox.status().queued:5d} | "
-                f"stored {stored:6d} envelopes, {readings:7d} readings")
+            outbox = agent.outbox.status()
+            say(f"simulated {simulated:%Y-%m-%d %H:%M} UTC | outbox {outbox.queued:5d} queued, "
+                f"{outbox.published:5d} awaiting receipt | stored {stored:6d} envelopes, {readings:7d} readings")
         timer.cancel()
         status = agent.outbox.status()
-    if status.queued:
-        # The publisher stops with the sampler: a fresh agent on the same outbox publishes the rest.
+    if status.queued or status.published:
+        # The publisher stops with the sampler: a fresh agent on the same outbox publishes the rest and
+        # takes ingest's receipts, so the outbox ends empty.
         with EdgeAgent(settings, devices, clock) as publisher_only:
             drain(publisher_only)
     return sum(d.next_seq for d in status.devices)
 
 
 def drain(agent: EdgeAgent, timeout: float = 60) -> None:
-    """Publish what is queued in the agent's outbox, without sampling."""
+    """Publish what is queued in the agent's outbox, without sampling, until ingest has receipted it all."""
     done = threading.Event()
     publisher = threading.Thread(target=agent.publish_loop.run, args=(done,), daemon=True)
     publisher.start()
     deadline = time.monotonic() + timeout
-    while agent.outbox.status().queued and time.monotonic() < deadline:
+    while (status := agent.outbox.status()).queued + status.published and time.monotonic() < deadline:
         time.sleep(0.2)
     done.set()
     agent.publish_loop.wake()
