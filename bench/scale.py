@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # Run as `python bench/scale.py`, this directory heads sys.path and bench/ingest.py would shadow the
@@ -212,6 +213,13 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig: Any, ax: Any, path: Path) -> Path:
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
     written = []
     p1 = result["p1"]
     devices = [p["devices"] for p in p1]
@@ -225,11 +233,7 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
            title="Throughput as the fleet grows")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(out_dir / "scale_throughput.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save(fig, ax, out_dir / "scale_throughput.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(devices, [p["ingest"]["cpu_us_per_reading_workers"] for p in p1], "o-",
@@ -243,11 +247,7 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
            title="Cost per reading as the fleet grows")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(out_dir / "scale_cost_per_reading.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save(fig, ax, out_dir / "scale_cost_per_reading.png"))
 
     if result.get("p7"):
         p7_result = result["p7"]
@@ -265,11 +265,7 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
         ax.axhline(os.cpu_count() or 2, color="black", linewidth=0.8, linestyle=":")
         ax.set(ylabel="cores busy (CPU s / wall s)",
                title=f"P7: 1 vs 2 workers draining the same backlog, ratio {p7_result['ratio']}")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(out_dir / "scale_p7.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        written.append(save(fig, ax, out_dir / "scale_p7.png"))
     return written
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from managed_services.mosquitto import Mosquitto
 
@@ -43,3 +46,19 @@ def mosquitto(broker_dir: Path) -> Iterator[Mosquitto]:
 def project_id() -> str:
     """A unique project id per test, so tests sharing a broker never see each other's topics."""
     return f"p-{uuid.uuid4().hex[:10]}"
+
+
+def publish_once(port: int, topic: str, payload: bytes, *, username: str | None = None,
+                 password: str | None = None) -> None:
+    """Connect, publish one QoS 1 message, wait for its PUBACK, disconnect (MQTT 5)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{time.monotonic_ns()}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()

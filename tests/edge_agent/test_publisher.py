@@ -8,9 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt_client
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.clock import SimulatedClock
 from edge_agent.config import MqttConfig
@@ -30,6 +28,7 @@ from protocol import (
     up_topic,
 )
 from tests.edge_agent.helpers import Collector, check_chains, wait_until
+from tests.fix_mqtt import publish_once
 
 pytestmark = pytest.mark.integration
 
@@ -159,14 +158,7 @@ def test_a_refused_login_or_topic_keeps_the_envelopes(secured_broker: tuple[Mosq
 
 def send_receipt(port: int, topic: str, payload: bytes) -> None:
     """Publish a receipt as ingest does (QoS 1, not retained)."""
-    client = mqtt_client.Client(CallbackAPIVersion.VERSION2, client_id=f"ingest-{time.monotonic_ns()}")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        client.publish(topic, payload, qos=1).wait_for_publish(5)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    publish_once(port, topic, payload)
 
 
 def kept_seqs(outbox: Outbox, device_id: str) -> list[int]:

@@ -27,6 +27,7 @@ from ingest.broker_auth import (
 from ingest.registry import broker_accounts, set_ingest_account
 from managed_services.mosquitto import Mosquitto
 from protocol import SHARED_UP_SUBSCRIPTION, encode_receipt, receipt_topic, state_topic, up_topic
+from tests.fix_mqtt import publish_once
 from tests.ingest.helpers import Device, enroll, wait_until
 
 
@@ -148,16 +149,7 @@ def test_the_broker_enforces_the_acl(secured_broker: tuple[Mosquitto, dict[str, 
 
 
 def _publish_as_ingest(port: int, password: str, topic: str, payload: bytes) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ingest-pub-{time.monotonic_ns()}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    client.username_pw_set("ingest", password)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        client.publish(topic, payload, qos=1).wait_for_publish(5)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    publish_once(port, topic, payload, username="ingest", password=password)
 
 
 @pytest.mark.integration
