@@ -33,6 +33,7 @@ from mrv_engine.report import (
     PeriodReport,
     arrival_gaps,
     build_report,
+    check_ended,
     daily_export,
     month_range,
     monthly_periods,
@@ -128,6 +129,7 @@ def main(argv: list[str], prog: str = "mrv report") -> int:
         if config.project_id != args.project:
             raise ValueError(f"the configuration is for project {config.project_id!r}, not {args.project!r}")
         periods = monthly_periods(first, last, config.utc_offset_minutes)
+        check_ended(periods, config.utc_offset_minutes, int(time.time() * 1000))
         reports, evidence = assess_periods(args.conninfo, config, periods, source=args.source,
                                            refresh=args.refresh, progress=progress_bar(sys.stderr),
                                            log_vkey=args.log_vkey)

@@ -62,6 +62,14 @@ def monthly_periods(first_day: dt.date, last_day: dt.date, utc_offset_minutes: i
     return periods
 
 
+def check_ended(periods: Sequence[Span], utc_offset_minutes: int, now_ms: int) -> None:
+    """Refuse periods that have not ended: time still to come would be charged as unmetered import
+    (the conservative gap rule), so a report over it would understate the reductions."""
+    if periods and periods[-1].end_ms > now_ms:
+        raise ValueError(f"the period ends {local_date(periods[-1].end_ms, utc_offset_minutes)}, in the future: "
+                         "report a monitoring period once it has ended")
+
+
 def _utc(ms: int) -> str:
     return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).isoformat(timespec="minutes") + "Z"
 

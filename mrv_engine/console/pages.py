@@ -192,6 +192,13 @@ def _per_period_chart(doc: dict[str, Any], field: str, label: str, scale: float 
             "series": [{"label": label, "values": [float(period_fields(p)[field]) * scale for p in doc["periods"]]}]}
 
 
+def _month_ended(first_day: str) -> bool:
+    first = dt.date.fromisoformat(first_day)
+    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    # a day of slack covers project clocks ahead of UTC; the API gives the exact answer
+    return following < dt.datetime.now(dt.UTC).date()
+
+
 @router.get("/projects/{project_id}")
 def project(request: Request, project_id: str, _: Viewer, conn: Conn, config: Config) -> HTMLResponse:
     try:
@@ -201,8 +208,9 @@ def project(request: Request, project_id: str, _: Viewer, conn: Conn, config: Co
     doc, why_not = _project_report(conn, config, project_id) if detail.has_config else (
         None, f"no configuration file {project_id}.toml in the console's projects directory")
     rows = [] if doc is None else [
-        {"period": f'{p["first_day"]}..{p["last_day"]}', "month": p["first_day"][:7], "fields": period_fields(p),
-         "flags": p["result"]["flags"]} for p in doc["periods"]]
+        {"period": f'{p["first_day"]}..{p["last_day"]}', "fields": period_fields(p), "flags": p["result"]["flags"],
+         # the whole month only once it has ended: a report over time to come is refused
+         "month": p["first_day"][:7] if _month_ended(p["first_day"]) else None} for p in doc["periods"]]
     charts = [] if doc is None else [
         ("generation", "Net generation per period (MWh)", _per_period_chart(doc, "net_generation_wh", "MWh", 1e-6)),
         ("reductions", "Emission reductions per period (tCO2e)",

@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from mrv_engine.config import ProjectConfig, load_project_config
 from mrv_engine.console.config import ConsoleConfig
 from mrv_engine.console.queries import NotFound
 from mrv_engine.errors import MrvError
-from mrv_engine.report import BUNDLE, build_report, month_range, monthly_periods, write_report
+from mrv_engine.report import BUNDLE, build_report, check_ended, month_range, monthly_periods, write_report
 from protocol.ids import check_id
 
 MAX_DAYS = 731  # longest period the console generates a report for
@@ -108,6 +109,7 @@ def _generate(config: ConsoleConfig, project: ProjectConfig, config_bytes: bytes
               out: Path) -> None:
     periods = monthly_periods(first, last, project.utc_offset_minutes)
     try:
+        check_ended(periods, project.utc_offset_minutes, int(time.time() * 1000))
         reports, evidence = assess_periods(config.conninfo, project, periods, log_vkey=config.log_vkey)
     except (ValueError, MrvError) as e:
         raise ReportError(f"the report cannot be made: {e}") from None

@@ -4,6 +4,7 @@ server, a report and its evidence bundle, which the real `mrv verify` accepts.""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def test_bad_input_gets_a_clear_error_not_a_crash(console_client: TestClient, co
             (f"/api/v1/projects/{PV_PROJECT}/reports/2026-13", 400, "YYYY-MM"),
             (f"/api/v1/projects/{PV_PROJECT}/reports/2026-06-09..2026-06-01", 400, "ends before"),
             (f"/api/v1/projects/{PV_PROJECT}/reports/2020-01..2026-01", 400, "at most"),
+            (f"/api/v1/projects/{PV_PROJECT}/reports/{dt.date.today().year + 1}-01", 409, "in the future"),
             (f"/api/v1/projects/{WIND_PROJECT}/reports/2026-06", 404, "no configuration"),
             ("/api/v1/projects/nope", 404, "no project"),
             ("/api/v1/devices/pv-1/readings?start=2026-06-02T00:00:00", 400, "UTC offset"),

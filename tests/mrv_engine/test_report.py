@@ -4,6 +4,7 @@ outage that changes nothing but the notes, and the CLI's three files."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,3 +124,8 @@ def test_cli_writes_json_csv_and_html(pg_conninfo: str, tmp_path: Path, capsys: 
     assert scanned["source"] == "scan"
     assert main(["other", "--period", "2026-06", "--config", str(config), "--out", str(out)]) == 1
     assert "not 'other'" in capsys.readouterr().err
+    next_year = dt.date.today().year + 1
+    assert main([PROJECT, "--period", f"{next_year}-01", "--config", str(config), "--conninfo", pg_conninfo,
+                 "--out", str(tmp_path / "future")]) == 1
+    assert f"the period ends {next_year}-02-01, in the future" in capsys.readouterr().err
+    assert not (tmp_path / "future").exists()
