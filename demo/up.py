@@ -40,7 +40,7 @@ from edge_agent.sources import MeterSource
 from ingest.broker_auth import write_broker_files, write_credential
 from ingest.migrate import migrate, schema_status
 from ingest.registry import MeterRole, PlantKind, broker_accounts, enroll_device, set_ingest_account
-from managed_services._process import free_port
+from managed_services._process import free_port, stop_process
 from managed_services.anvil import Anvil
 from managed_services.mosquitto import Mosquitto
 from managed_services.postgres import Postgres
@@ -81,11 +81,7 @@ def background(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 15)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from managed_services._process import free_port, wait_for_port
+from managed_services._process import free_port, stop_process, wait_for_port
 from managed_services.postgres import Postgres
 from mrv_engine.console.app import create_app
 from mrv_engine.console.config import ConsoleConfig
@@ -118,14 +118,18 @@ def console_server(console_module_db: str, console_seed: SeedDatabase,
         wait_for_port(port, 30, proc, log)
         yield ConsoleServer(f"http://127.0.0.1:{port}", console_module_db, seeded, config_file, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 def db_row(conninfo: str, query: str, params: list[object] | None = None) -> tuple[object, ...] | None:
     with psycopg.connect(conninfo) as conn:
         return conn.execute(query.encode(), params).fetchone()
+
+
+@pytest.fixture(scope="module")
+def module_client(console_module_db: str, console_seed: SeedDatabase,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app for the module's read-only tests, so that its reports are generated once."""
+    config = make_config(console_module_db, console_seed.seeded, tmp_path_factory.mktemp("reports"))
+    with TestClient(create_app(config)) as client:
+        yield client

@@ -14,7 +14,7 @@ from mrv_engine.console.app import create_app
 from mrv_engine.console.auth import safe_next
 from mrv_engine.console.config import ConsoleConfig
 from mrv_engine.console.users import Role
-from tests.console.conftest import SeedDatabase, make_config
+from tests.console.conftest import SeedDatabase
 from tests.console.seed import PASSWORDS, WIND_DEVICE, WIND_PROJECT, expire_sessions
 
 pytestmark = pytest.mark.integration
@@ -52,40 +52,32 @@ def _allowed(method: str, path: str) -> set[Role]:
 ENDPOINTS = READ + OPERATE + ADMINISTER
 
 
-@pytest.fixture(scope="module")
-def client(console_module_db: str, console_seed: SeedDatabase,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    config = make_config(console_module_db, console_seed.seeded, tmp_path_factory.mktemp("reports"))
-    with TestClient(create_app(config)) as c:
-        yield c
-
-
 def _call(client: TestClient, method: str, path: str, body: object, headers: dict[str, str]) -> int:
     return int(client.request(method, path, json=body, headers=headers).status_code)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
-def test_every_endpoint_checks_credentials_and_role(client: TestClient, console_seed: SeedDatabase,
+def test_every_endpoint_checks_credentials_and_role(module_client: TestClient, console_seed: SeedDatabase,
                                                     method: str, path: str, body: object) -> None:
-    missing = client.request(method, path, json=body)
+    missing = module_client.request(method, path, json=body)
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert "authentication required" in missing.json()["detail"]
     for bad in ("Bearer mrv_not-a-token", "Bearer ", "Basic YWRtaW46YWRtaW4=", "mrv_xyz"):
-        assert _call(client, method, path, body, {"Authorization": bad}) == 401, bad
+        assert _call(module_client, method, path, body, {"Authorization": bad}) == 401, bad
     tokens = console_seed.seeded.tokens
     for role in Role:
-        status = _call(client, method, path, body, {"Authorization": f"Bearer {tokens[role]}"})
+        status = _call(module_client, method, path, body, {"Authorization": f"Bearer {tokens[role]}"})
         if role in _allowed(method, path):
             assert status not in (401, 403), (role, status)
         else:
             assert status == 403, (role, status)
 
 
-def test_a_verifier_reads_everything_and_changes_nothing(client: TestClient, console_seed: SeedDatabase,
+def test_a_verifier_reads_everything_and_changes_nothing(module_client: TestClient, console_seed: SeedDatabase,
                                                          console_module_db: str) -> None:
     headers = {"Authorization": f"Bearer {console_seed.seeded.tokens[Role.VERIFIER]}"}
     for _, path, _ in READ:
-        status = client.get(path, headers=headers).status_code
+        status = module_client.get(path, headers=headers).status_code
         assert status == (403 if path in ADMIN_READS else 404 if WIND_PROJECT + "/reports" in path else 200), path
 
     def state() -> tuple[object, ...]:
@@ -96,7 +88,7 @@ def test_a_verifier_reads_everything_and_changes_nothing(client: TestClient, con
     before = state()
     for method, path, body in OPERATE + ADMINISTER + [
             ("POST", f"/api/v1/devices/{WIND_DEVICE}/revoke", None), ("DELETE", "/api/v1/users/admin", None)]:
-        assert client.request(method, path, json=body, headers=headers).status_code == 403
+        assert module_client.request(method, path, json=body, headers=headers).status_code == 403
     assert state() == before
 
 
@@ -145,11 +137,11 @@ def test_only_local_paths_are_redirect_targets(target: str | None) -> None:
     assert safe_next(target) == "/"
 
 
-def test_login_never_redirects_off_site(client: TestClient) -> None:
+def test_login_never_redirects_off_site(module_client: TestClient) -> None:
     assert safe_next("/devices/pv-1?metric=active_power_w#x") == "/devices/pv-1?metric=active_power_w#x"
-    response = _login(client, "admin", PASSWORDS[Role.ADMIN], "//evil.example/login")
+    response = _login(module_client, "admin", PASSWORDS[Role.ADMIN], "//evil.example/login")
     assert response.status_code == 303 and response.headers["location"] == "/"
-    client.cookies.clear()
+    module_client.cookies.clear()
 
 
 def test_an_expired_session_is_refused(browser: TestClient, console_db: str) -> None:

@@ -15,10 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mrv_engine.console import pages
-from mrv_engine.console.app import create_app
 from mrv_engine.console.users import Role
 from protocol.keys import Ed25519Signer, PublicKeyRecord
-from tests.console.conftest import SeedDatabase, db_row, make_config
+from tests.console.conftest import SeedDatabase, db_row
 from tests.console.seed import (
     PASSWORDS,
     PV_DEVICE,
@@ -41,15 +40,6 @@ def log_in(client: TestClient, role: Role) -> None:
     response = client.post("/login", data={"username": role.value, "password": PASSWORDS[role]}, headers=ORIGIN,
                            follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/", response.text
-
-
-@pytest.fixture(scope="module")
-def module_client(console_module_db: str, console_seed: SeedDatabase,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One app for the module's read-only tests, so that its reports are generated once."""
-    config = make_config(console_module_db, console_seed.seeded, tmp_path_factory.mktemp("reports"))
-    with TestClient(create_app(config)) as client:
-        yield client
 
 
 @pytest.fixture
