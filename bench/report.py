@@ -108,7 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     spec = project(args.devices)
     config = load_project_config(spec)
@@ -141,7 +141,7 @@ def main() -> int:
             incremental_refresh_s = time.perf_counter() - began
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
-            print(f"rollups: full pack {full_refresh_s:.1f} s ({packed_days} device-metric-days), "
+            print(f"rollups: full pack {full_refresh_s:.1f} s ({packed_days} device-days), "
                   f"incremental after one more hour {incremental_refresh_s:.2f} s", flush=True)
             scan_s, scan = _timed(conninfo, config, config_bytes, "scan", args.days, args.repeat)
             rollup_s, rollup = _timed(conninfo, config, config_bytes, "rollup", args.days, args.repeat)

@@ -26,7 +26,7 @@ import psycopg
 from mrv_engine.assessment import assess_period
 from mrv_engine.columns import distinct_sorted
 from mrv_engine.config import ProjectConfig, load_project_config
-from mrv_engine.db import SOURCES, Source, connect, load_period, refresh_rollups
+from mrv_engine.db import SOURCES, Source, connect_pair, load_period, refresh_rollups
 from mrv_engine.errors import MrvError
 from mrv_engine.evidence import Evidence, attach_checkpoint
 from mrv_engine.report import (
@@ -66,16 +66,18 @@ def assess_periods(conninfo: str, config: ProjectConfig, periods: Sequence[Span]
     if refresh and source == "rollup":
         refresh_rollups(conninfo)
     reports = []
-    with connect(conninfo) as conn:
+    with connect_pair(conninfo) as (conn, helper):
         for i, period in enumerate(periods):
             if progress:
                 progress(i, len(periods), f"period {i + 1}")
-            loaded = load_period(conn, config, period, source=source)
+            loaded = load_period(conn, config, period, source=source, helper=helper,
+                                 claims=config.claims_overlapping(period))
             gap_ms = config.monitoring.gap_intervals * config.monitoring.interval_s * 1000
             reports.append((loaded, PeriodReport(assess_period(config, loaded.data),
                                                  daily_export(config, loaded.data), loaded.data.envelope_hashes,
                                                  arrival_gaps(loaded.data, max(gap_ms, MS_PER_HOUR)))))
-        ids = distinct_sorted([loaded.envelope_ids for loaded, _ in reports])
+        ids = (reports[0][0].envelope_ids if len(reports) == 1
+               else distinct_sorted([loaded.envelope_ids for loaded, _ in reports]))
         evidence = attach_checkpoint(conn, ids, log_vkey)
     if progress:
         progress(len(periods), len(periods), "done")

@@ -2,7 +2,7 @@
 
 Every number that enters a computation carries its source (`Sourced`: `{value = ..., source = "..."}`).
 Dates are calendar days of the project's clock, a fixed UTC offset (`utc_offset_minutes`); a crediting
-period's and a calibration's dates are inclusive.
+period's, a calibration's and an issued claim's dates are inclusive.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from mrv_engine.double_claim import ClaimPolicy, Scheme
+from mrv_engine.double_claim import Claim, ClaimPolicy, Scheme, validate_claim
 from mrv_engine.emission_factor import CombinedMargin, GridEmissionFactor
-from mrv_engine.errors import ConfigError
+from mrv_engine.errors import ConfigError, DoubleClaimError
 from mrv_engine.meter_error import Calibration, ErrorTimeline
 from mrv_engine.methodologies import MethodologyConfig, ProjectFacts, methodology_for
 from mrv_engine.net_generation import MeterRole, MeterSpec
@@ -159,9 +159,40 @@ class Plausibility(_Model):
     clock_max_behind_s: float | None = Field(default=None, ge=0)  # off: edge buffering makes lag normal
 
 
+class IssuedClaim(_Model):
+    """A claim on this generation as a scheme's registry records it (e.g. GEC certificates issued)."""
+
+    scheme: Scheme
+    first_day: dt.date  # days of the project's clock, inclusive
+    last_day: dt.date
+    mwh: float  # its sign and, for certificates, whole MWh are checked with the double-claiming rules
+    reference: str = Field(min_length=1)  # the registry's reference, e.g. a GEC serial range
+
+    @model_validator(mode="after")
+    def _order(self) -> IssuedClaim:
+        if self.last_day < self.first_day:
+            raise ValueError(f"last_day {self.last_day} precedes first_day {self.first_day}")
+        return self
+
+
 class Claims(_Model):
+    """The schemes this generation is claimed under, and the claims already made, e.g.
+
+        [claims]
+        declared = ["CCER", "GEC"]
+        policy = "deduct"
+
+          [[claims.issued]]
+          scheme = "GEC"
+          first_day = 2025-03-01
+          last_day = 2025-03-31
+          mwh = 1250
+          reference = "GEC registry, serials 0000000001-0000001250"
+    """
+
     declared: tuple[Scheme, ...]  # every scheme this generation is claimed under
     policy: ClaimPolicy = ClaimPolicy.REFUSE
+    issued: tuple[IssuedClaim, ...] = ()
 
 
 class ProjectConfig(_Model):
@@ -208,6 +239,11 @@ class ProjectConfig(_Model):
                                           self.crediting_period.start, self.crediting_period.end))
         if plugin.scheme not in self.claims.declared:
             raise ValueError(f"{plugin.id} credits under {plugin.scheme}: declare it in claims.declared")
+        for index, claim in enumerate(self.issued_claims()):
+            try:
+                validate_claim(claim, self.claims.declared)
+            except DoubleClaimError as e:
+                raise ValueError(f"claims.issued[{index}]: {e.detail}") from None
         return self
 
     def meter(self, meter_id: str) -> MeterConfig:
@@ -217,6 +253,16 @@ class ProjectConfig(_Model):
     def crediting_span(self) -> Span:
         return Span(day_start_ms(self.crediting_period.start, self.utc_offset_minutes),
                     day_end_ms(self.crediting_period.end, self.utc_offset_minutes))
+
+    def issued_claims(self) -> tuple[Claim, ...]:
+        """`claims.issued` as the double-claiming guard takes them, over the spans of their days."""
+        offset = self.utc_offset_minutes
+        return tuple(Claim(c.scheme, Span(day_start_ms(c.first_day, offset), day_end_ms(c.last_day, offset)),
+                           c.mwh, c.reference) for c in self.claims.issued)
+
+    def claims_overlapping(self, period: Span) -> tuple[Claim, ...]:
+        """The issued claims whose days overlap `period` (touching its start or end is not overlapping)."""
+        return tuple(c for c in self.issued_claims() if c.period.overlaps(period))
 
     def capacity_w(self, meter: MeterConfig) -> float:
         kw = meter.capacity_kw

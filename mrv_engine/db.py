@@ -2,29 +2,35 @@
 
 Two sources give the same data, reading for reading:
 
-* `"rollup"` reads each whole UTC day from the packed rollups (one row per device, metric and day; see
-  ingest/migrations/0005_rollups.sql) and raw readings only where needed: the partial days at the
-  edges of the window, and days touched by envelopes the last `refresh_rollups` has not packed yet.
+* `"rollup"` reads each whole UTC day from the packed rollups (one readings frame per device and day,
+  ingest/migrations/0007_reading_frames.sql; one row of envelopes per device and day of device time,
+  0005_rollups.sql) and raw rows only where needed: the partial days at the edges of the window, and
+  days touched by envelopes the last `refresh_rollups` has not packed yet.
 * `"scan"` reads every raw reading of the window: the reference, and the benchmark's baseline.
 
 Per register, the window runs from the last usable reading at or before the period start to the first
 usable one at or after its end (the engine credits nothing outside the period). Read under one
-REPEATABLE READ snapshot (`connect`) so that rollups and raw rows agree.
+REPEATABLE READ snapshot (`connect`, or `connect_pair` for two connections) so that rollups and raw
+rows agree.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from mrv_engine.columns import (
     EnvelopeColumns,
     EnvelopeHashes,
+    Frame,
     ReadingColumns,
     distinct_sorted,
     hash_lookup,
@@ -50,15 +56,17 @@ _RAW_READINGS = {
     False: "SELECT (extract(epoch FROM ts) * 1000)::int8, value::float8, quality, envelope_id FROM readings "
            "WHERE device_id = %s AND metric = %s AND ts >= %s AND ts < %s ORDER BY ts, envelope_id",
 }
-# Packed days of many series in one round trip: rows of (device, metric or NULL, day, arrays...).
-_PACKED_READINGS = ("SELECT device_id, metric, day - DATE '1970-01-01', ts_ms, vals, quality, envelope_ids "
-                    "FROM readings_packed WHERE (device_id, metric) IN "
-                    "(SELECT * FROM unnest(%s::text[], %s::int2[])) AND day BETWEEN %s AND %s")
 _RAW_ENVELOPES = ("SELECT id, (extract(epoch FROM device_time) * 1000)::int8, "
                   "(extract(epoch FROM received_at) * 1000)::int8, hash FROM envelopes "
                   "WHERE device_id = %s AND device_time >= %s AND device_time < %s ORDER BY device_time, id")
-_PACKED_ENVELOPES = ("SELECT device_id, NULL::int2, day - DATE '1970-01-01', ids, device_time_ms, received_ms, hashes "
-                     "FROM envelopes_packed WHERE device_id = ANY(%s) AND day BETWEEN %s AND %s")
+Kind = Literal["readings", "envelopes"]
+# Packed days of many devices in one round trip: rows of (device, day, columns...).
+_PACKED: dict[Kind, str] = {
+    "readings": "SELECT device_id, day - DATE '1970-01-01', ts_ms, envelope_ids, metrics, counts, vals, key_index, "
+                "quality FROM readings_frames WHERE device_id = ANY(%s) AND day BETWEEN %s AND %s",
+    "envelopes": "SELECT device_id, day - DATE '1970-01-01', ids, device_time_ms, received_ms, hashes "
+                 "FROM envelopes_packed WHERE device_id = ANY(%s) AND day BETWEEN %s AND %s",
+}
 _HASHES = "SELECT id, (extract(epoch FROM device_time) * 1000)::int8, 0::int8, hash FROM envelopes WHERE id = ANY(%s)"
 # Per register: the last usable reading at or before the period start and the first at or after its end,
 # for all registers in one round trip.
@@ -76,6 +84,17 @@ def connect(conninfo: str) -> psycopg.Connection:
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     return conn
+
+
+@contextlib.contextmanager
+def connect_pair(conninfo: str) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """Two `connect` connections on one snapshot (the first exports it, the second imports it), so that
+    a report reads its packed days over both at once: the server decodes and sends them on two cores."""
+    with connect(conninfo) as conn, connect(conninfo) as helper:
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
+        yield conn, helper
 
 
 def refresh_rollups(conninfo: str) -> int:
@@ -105,22 +124,28 @@ class LoadedPeriod:
 
 
 class _Reader:
-    def __init__(self, conn: psycopg.Connection, source: Source) -> None:
-        self.conn, self.source = conn, source
-        self.pending: set[tuple[str, int | None, int]] = set()
-        self.packed: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}  # by (device, metric or None)
+    """Reads series from one source. On the rollup path the packed rows of a report's window are fetched
+    once (`prefetch`), by device: readings frames keyed by UTC day of the reading, envelope rows by UTC
+    day of device time."""
+
+    def __init__(self, conn: psycopg.Connection, source: Source, helper: psycopg.Connection | None = None) -> None:
+        self.conn, self.source, self.helper = conn, source, helper
+        # the (device, day) of frames and of envelope rows touched by envelopes past the watermark
+        self.pending: dict[Kind, set[tuple[str, int]]] = {"readings": set(), "envelopes": set()}
+        self.packed: dict[tuple[Kind, str], list[tuple[int, Any]]] = {}  # see `_fetch`
         self.fetched = (0, -1)  # the UTC days `packed` holds
         if source == "rollup":
-            rows = conn.execute("SELECT device_id, metric, day - DATE '1970-01-01' FROM rollup_pending()")
-            self.pending = {(d, m, day) for d, m, day in rows.fetchall()}
+            rows = conn.execute("SELECT device_id, metric IS NULL, day - DATE '1970-01-01' FROM rollup_pending()")
+            for device, envelopes, day in rows.fetchall():
+                self.pending["envelopes" if envelopes else "readings"].add((device, day))
 
-    def _plan(self, lo_ms: int, hi_ms: int, device: str, metric: int | None) -> tuple[int, int, list[int]]:
+    def _plan(self, lo_ms: int, hi_ms: int, kind: Kind, device: str) -> tuple[int, int, list[int]]:
         """The packed days to read (and the first and last day to ask for): every day the window touches
         that has no envelope past the watermark; the window's part of them is cut out after decoding."""
         if self.source == "scan":
             return 0, -1, []
         days = utc_days(lo_ms, hi_ms)
-        return days[0], days[-1], [d for d in days if (device, metric, d) not in self.pending]
+        return days[0], days[-1], [d for d in days if (device, d) not in self.pending[kind]]
 
     def brackets(self, registers: Sequence[tuple[str, Metric]], period: Span) -> list[tuple[int, int]]:
         """Per register, the window [last usable reading at or before the period start, first usable at or
@@ -131,51 +156,59 @@ class _Reader:
         return [(period.start_ms if lo is None else int(lo), period.end_ms if hi is None else int(hi))
                 for lo, hi in rows]
 
-    def _fetch(self, series: Sequence[tuple[str, int | None]], first: int, last: int
-               ) -> dict[tuple[str, int | None], list[tuple[Any, ...]]]:
-        """The packed days first..last of each (device, metric), or of each (device, None)'s envelopes."""
-        readings = [(d, m) for d, m in series if m is not None]
-        devices = [d for d, m in series if m is None]
+    def _fetch(self, wanted: Sequence[tuple[Kind, str]], first: int, last: int
+               ) -> dict[tuple[Kind, str], list[tuple[int, Any]]]:
+        """The packed days first..last of each (kind, device), decoded: (day, `Frame` or `EnvelopeColumns`)."""
         days = [_date(first), _date(last)]
-        found: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}
-        for query, args in ((_PACKED_READINGS, [[d for d, _ in readings], [m for _, m in readings]]),
-                            (_PACKED_ENVELOPES, [devices])):
-            if args[0]:
-                # binary: raw bytea, a third of the text form's transfer
-                for device, metric, *row in self.conn.execute(query, [*args, *days], binary=True).fetchall():
-                    found.setdefault((device, metric), []).append(tuple(row))
+
+        def read(conn: psycopg.Connection, part: slice) -> list[tuple[Any, ...]]:
+            rows = []
+            for kind, query in _PACKED.items():
+                devices = [d for k, d in wanted if k == kind][part]
+                if devices:  # binary: raw bytea, a third of the text form's transfer
+                    rows += [(kind, *row) for row in conn.execute(query, [devices, *days], binary=True)]
+            return rows
+
+        if self.helper is None:
+            rows = read(self.conn, slice(None))
+        else:  # half of the devices over each connection: the server packs and sends on two cores
+            with ThreadPoolExecutor(1) as pool:
+                other = pool.submit(read, self.helper, slice(None, None, 2))
+                rows = read(self.conn, slice(1, None, 2)) + other.result()
+        found: dict[tuple[Kind, str], list[tuple[int, Any]]] = {}
+        for kind, device, day, *columns in rows:
+            decoded = Frame(day, *columns) if kind == "readings" else EnvelopeColumns.unpack(*columns)
+            found.setdefault((kind, device), []).append((day, decoded))
         return found
 
-    def prefetch(self, series: Sequence[tuple[str, int | None]], lo_ms: int, hi_ms: int) -> None:
-        """Fetch the packed days of [lo_ms, hi_ms] of many series at once (see `_fetch`)."""
+    def prefetch(self, wanted: Sequence[tuple[Kind, str]], lo_ms: int, hi_ms: int) -> None:
+        """Fetch the packed days of [lo_ms, hi_ms] of many devices at once (see `_fetch`)."""
         if self.source == "rollup":
             days = utc_days(lo_ms, hi_ms)
-            self.packed, self.fetched = self._fetch(series, days[0], days[-1]), (days[0], days[-1])
+            self.packed, self.fetched = self._fetch(wanted, days[0], days[-1]), (days[0], days[-1])
 
-    def _packed_rows(self, device: str, metric: int | None, first: int, last: int, days: Sequence[int]
-                     ) -> list[tuple[Any, ...]]:
-        """(day, arrays...) of the packed `days` of a series, prefetched or fetched now."""
+    def _packed(self, kind: Kind, device: str, first: int, last: int, days: Sequence[int]) -> list[Any]:
+        """The decoded packed `days` of a device, prefetched or fetched now."""
         if self.fetched[0] <= first and last <= self.fetched[1]:
-            rows = self.packed.get((device, metric), [])
+            rows = self.packed.get((kind, device), [])
         else:
-            rows = self._fetch([(device, metric)], first, last).get((device, metric), [])
+            rows = self._fetch([(kind, device)], first, last).get((kind, device), [])
         wanted = set(days)
-        return [row for row in rows if row[0] in wanted]
+        return [decoded for day, decoded in rows if day in wanted]
 
     def readings(self, device: str, metric: Metric, lo_ms: int, hi_ms: int) -> ReadingColumns:
         integer = _integer(metric)
-        first, last, days = self._plan(lo_ms, hi_ms, device, int(metric))
-        parts = [ReadingColumns.unpack(ts, vals, quality, ids, integer=integer)
-                 for _, ts, vals, quality, ids in self._packed_rows(device, int(metric), first, last, days)]
+        first, last, days = self._plan(lo_ms, hi_ms, "readings", device)
+        parts = [frame.readings(int(metric), integer=integer)
+                 for frame in self._packed("readings", device, first, last, days)]
         for a, b in uncovered(lo_ms, hi_ms, days):
             rows = self.conn.execute(_RAW_READINGS[integer], [device, int(metric), _time(a), _time(b)])
             parts.append(ReadingColumns.of_rows(rows.fetchall(), integer=integer))
         return ReadingColumns.concat(parts, integer=integer).between(lo_ms, hi_ms)
 
     def envelopes(self, device: str, lo_ms: int, hi_ms: int) -> EnvelopeColumns:
-        first, last, days = self._plan(lo_ms, hi_ms, device, None)
-        parts = [EnvelopeColumns.unpack(ids, times, received, hashes)
-                 for _, ids, times, received, hashes in self._packed_rows(device, None, first, last, days)]
+        first, last, days = self._plan(lo_ms, hi_ms, "envelopes", device)
+        parts = self._packed("envelopes", device, first, last, days)
         for a, b in uncovered(lo_ms, hi_ms, days):
             parts.append(EnvelopeColumns.of_rows(
                 self.conn.execute(_RAW_ENVELOPES, [device, _time(a), _time(b)]).fetchall()))
@@ -187,7 +220,7 @@ class _Reader:
         if missing.size:  # envelopes whose device time lies far from their readings' time
             rows = self.conn.execute(_HASHES, [missing.tolist()]).fetchall()
             hashes = np.concatenate((hashes, hash_lookup([EnvelopeColumns.of_rows(rows)], missing)[0]))
-        return EnvelopeHashes(hashes)
+        return EnvelopeHashes(hashes, background=True)  # sorted while the period is assessed
 
 
 def _sample_keys(config: ProjectConfig) -> list[tuple[str, Metric]]:
@@ -202,9 +235,11 @@ def _sample_keys(config: ProjectConfig) -> list[tuple[str, Metric]]:
 
 
 def load_period(conn: psycopg.Connection, config: ProjectConfig, period: Span, *, source: Source = "rollup",
-                settlement: Settlement | None = None, claims: Iterable[Claim] = ()) -> LoadedPeriod:
-    """The project's data for `period` from the database, with every envelope it uses."""
-    reader = _Reader(conn, source)
+                settlement: Settlement | None = None, claims: Iterable[Claim] = (),
+                helper: psycopg.Connection | None = None) -> LoadedPeriod:
+    """The project's data for `period` from the database, with every envelope it uses; `helper`, a
+    second connection on the same snapshot (`connect_pair`), shares the reading of packed days."""
+    reader = _Reader(conn, source, helper)
     used: list[ReadingColumns] = []
     meters: dict[str, MeterReadings] = {}
     registers = [(meter, metric) for meter in config.meters
@@ -215,8 +250,7 @@ def load_period(conn: psycopg.Connection, config: ProjectConfig, period: Span, *
               max([period.end_ms, *(hi for _, hi in windows.values())])]
     sample_keys = _sample_keys(config)
     senders = dict.fromkeys([m.device_id for m in config.meters] + [d for d, _ in sample_keys])
-    reader.prefetch([(m.device_id, int(metric)) for m, metric in registers]
-                    + [(d, int(metric)) for d, metric in sample_keys] + [(d, None) for d in senders], *window)
+    reader.prefetch([(kind, d) for kind in ("readings", "envelopes") for d in senders], *window)
     for meter in config.meters:
         series = []
         for metric in (Metric.ENERGY_EXPORT_WH, Metric.ENERGY_IMPORT_WH)[:1 + meter.import_register]:

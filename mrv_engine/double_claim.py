@@ -7,17 +7,22 @@ overlap the monitoring period, the guard either refuses (policy `refuse`) or ded
 the electricity credited (policy `deduct`). A claim that only partly overlaps the period is deducted in
 full: the claim does not say which of its MWh fall inside, and deducting all of them is conservative.
 Claims under the scheme being credited are that scheme's own issuance and are not deducted here.
+
+A claim is refused as invalid if its scheme is not declared by the project, its MWh are negative, a
+certificate claim is not whole MWh, or it is an I-REC claim for a period ending after 2025-01-01 00:00
+China time (UTC+8): I-REC is not issued for Chinese generation after 2024 (METHODOLOGY.md, Certificates).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from mrv_engine.errors import ClaimedElsewhere, InvalidClaim, UndeclaredScheme
 from mrv_engine.results import Adjustment, AdjustmentCode, Flag, FlagCode
-from mrv_engine.timespan import Span
+from mrv_engine.timespan import Span, day_start_ms
 from mrv_engine.units import exact, wh_from_mwh_up
 
 
@@ -30,6 +35,10 @@ class Scheme(enum.StrEnum):
 
 # Certificate schemes issue whole certificates of 1 MWh each.
 CERTIFICATE_SCHEMES = frozenset({Scheme.GEC, Scheme.I_REC})
+
+CHINA_UTC_OFFSET_MINUTES = 480
+# I-REC is not issued for Chinese generation after 2024: no I-REC claim may end after this instant.
+I_REC_CHINA_END_MS = day_start_ms(dt.date(2025, 1, 1), CHINA_UTC_OFFSET_MINUTES)
 
 
 class ClaimPolicy(enum.StrEnum):
@@ -54,7 +63,8 @@ class ClaimOutcome:
     flag: Flag | None
 
 
-def _validate(claim: Claim, declared: Collection[Scheme]) -> None:
+def validate_claim(claim: Claim, declared: Collection[Scheme]) -> None:
+    """Raise UndeclaredScheme or InvalidClaim if `claim` cannot be a claim of this project."""
     if claim.scheme not in declared:
         raise UndeclaredScheme(f"a claim under {claim.scheme} ({claim.reference or 'no reference'}) but the "
                                f"project declares only {', '.join(sorted(declared))}")
@@ -62,13 +72,19 @@ def _validate(claim: Claim, declared: Collection[Scheme]) -> None:
         raise InvalidClaim(f"a {claim.scheme} claim of {claim.mwh} MWh is negative")
     if claim.scheme in CERTIFICATE_SCHEMES and exact(claim.mwh).denominator != 1:
         raise InvalidClaim(f"{claim.scheme} certificates are whole MWh, got {claim.mwh} MWh")
+    if claim.scheme is Scheme.I_REC and claim.period.end_ms > I_REC_CHINA_END_MS:
+        end = dt.datetime.fromtimestamp(claim.period.end_ms / 1000,
+                                        dt.timezone(dt.timedelta(minutes=CHINA_UTC_OFFSET_MINUTES)))
+        raise InvalidClaim(f"an I-REC claim ({claim.reference or 'no reference'}) ends at {end.isoformat()}, "
+                           "after 2024: I-REC is not issued for Chinese generation after 2024 "
+                           "(METHODOLOGY.md, Certificates)")
 
 
 def guard(net_wh: int, period: Span, claims: Sequence[Claim], *, credited: Scheme,
           declared: Collection[Scheme], policy: ClaimPolicy) -> ClaimOutcome:
     """The part of `net_wh` that `credited` may count, given the other schemes' claims."""
     for claim in claims:
-        _validate(claim, declared)
+        validate_claim(claim, declared)
     elsewhere = [c for c in claims if c.scheme != credited and c.period.overlaps(period)]
     if not elsewhere:
         return ClaimOutcome(net_wh, None, None)

@@ -183,7 +183,7 @@ def _meter_errors(spec: MeterSpec, register: Register, t0: I64, t1: I64, energy:
             sources_by_cause.setdefault(segment.cause, {})[segment.source] = None
 
     governing = spec.errors.governing_segment(t0, t1)
-    for index in np.unique(governing[governing >= 0]).tolist():
+    for index in np.flatnonzero(np.bincount(governing + 1, minlength=1)[1:]).tolist():
         mask = governing == index
         add(index, int(energy[mask].sum()), _extent(t0, t1, mask & (energy > 0)))
     starts = np.array([span.start_ms for span, _ in pieces], dtype=np.int64)

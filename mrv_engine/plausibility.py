@@ -9,6 +9,7 @@ a positive value bounds it to that mean power, None only reports.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +34,8 @@ SUN_GRID_MS = 10 * 60_000
 
 def _run_bounds(mask: Mask) -> tuple[I64, I64]:
     """Start and stop (exclusive) indices of the True runs of `mask`."""
+    if not mask.any():  # the usual case: nothing flagged
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
@@ -81,6 +84,8 @@ def _step_means(steps: RegisterSteps, samples: SampleSeries, values: F64 | None 
     """Mean of the samples in each step [t0, t1) (of `values`, if given, instead of the samples' own),
     and whether the step has any sample."""
     v = samples.values if values is None else values
+    if np.array_equal(samples.timestamps_ms, steps.times_ms):  # a sample at each reading, the usual case
+        return v[:-1], np.ones(steps.delta_wh.size, dtype=np.bool_)
     lo = np.searchsorted(samples.timestamps_ms, steps.t0, side="left")
     hi = np.searchsorted(samples.timestamps_ms, steps.t1, side="left")
     cumulative = np.concatenate(([0.0], np.cumsum(v)))
@@ -167,6 +172,14 @@ def solar_elevation_deg(latitude: float, longitude: float, t_ms: I64) -> F64:
     return np.asarray(90 - np.degrees(np.arccos(np.clip(cos_zenith, -1, 1))), dtype=np.float64)
 
 
+@functools.lru_cache(maxsize=64)
+def _elevation_grid(latitude: float, longitude: float, first_cell: int, cells: int) -> F64:
+    """Sun elevation at the starts of `cells` grid cells from `first_cell`: the meters of a site share it."""
+    grid = solar_elevation_deg(latitude, longitude, (first_cell + np.arange(cells, dtype=np.int64)) * SUN_GRID_MS)
+    grid.flags.writeable = False
+    return grid
+
+
 def _sun_surely_up(latitude: float, longitude: float, t_ms: I64, elevation_deg: float) -> Mask:
     """Times at which the sun is certainly at or above `elevation_deg`, judged from the elevation at the start
     of their `SUN_GRID_MS` grid cell less the most it can drop within the cell; the rest are undecided."""
@@ -174,8 +187,8 @@ def _sun_surely_up(latitude: float, longitude: float, t_ms: I64, elevation_deg: 
         return np.zeros(0, dtype=np.bool_)
     first = int(t_ms.min()) // SUN_GRID_MS
     cell = t_ms // SUN_GRID_MS - first
-    grid = (first + np.arange(int(cell.max()) + 1, dtype=np.int64)) * SUN_GRID_MS
-    lowest = solar_elevation_deg(latitude, longitude, grid)[cell] - SUN_DEG_PER_MS * (t_ms % SUN_GRID_MS)
+    grid = _elevation_grid(latitude, longitude, first, int(cell.max()) + 1)
+    lowest = grid[cell] - SUN_DEG_PER_MS * (t_ms % SUN_GRID_MS)
     return np.asarray(lowest >= elevation_deg)
 
 
@@ -277,8 +290,16 @@ def duplicated_patterns(devices: Sequence[tuple[str, RegisterSteps, float]], win
     positions = offsets[owners] + np.concatenate(candidates)  # window starts in `energies`
     hashes = np.concatenate([_window_hashes(steps.delta_wh, c, window)
                              for (_, steps, _), c in zip(devices, candidates, strict=True)])
-    if not hashes.size:
+    # Only windows whose hash occurs more than once can match: find those with one plain sort (much faster
+    # than an argsort of every window) and group just them.
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not repeated.size:
         return []
+    repeated = np.unique(repeated)
+    shared_windows = np.flatnonzero(repeated[np.clip(np.searchsorted(repeated, hashes), 0, repeated.size - 1)]
+                                    == hashes)
+    owners, positions, hashes = owners[shared_windows], positions[shared_windows], hashes[shared_windows]
     order = np.argsort(hashes, kind="stable")
     new_group = np.concatenate(([True], hashes[order][1:] != hashes[order][:-1]))
     group = np.cumsum(new_group) - 1

@@ -17,6 +17,7 @@ a dropped reading moves to the next usable one so that the discontinuity is not 
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,23 +55,31 @@ class RegisterSteps:
     def t1(self) -> I64:
         return self.times_ms[1:]
 
-    @property
+    @functools.cached_property
     def counted(self) -> NDArray[np.bool_]:
         """Steps whose energy is known (not a reset)."""
         return np.asarray(self.kind != StepKind.RESET, dtype=np.bool_)
 
 
-def register_steps(series: RegisterSeries, *, max_power_w: float, modulus_wh: int | None = None
-                   ) -> RegisterSteps:
+def _usable(series: RegisterSeries) -> tuple[I64, I64, NDArray[np.bool_], tuple[tuple[str, int], ...]]:
+    """Times and values of the usable readings, whether a reset flag falls in the step before each (the
+    step ending at the reading, or at the next usable one if the flagged reading was dropped), and the
+    readings dropped per flag."""
     quality = series.quality
+    if not quality.any():  # the usual case: every reading good
+        return series.timestamps_ms, series.values_wh, np.zeros(max(quality.size - 1, 0), np.bool_), ()
     usable = (quality & UNUSABLE) == 0
     dropped = tuple((flag.name.lower(), int(np.count_nonzero(~usable & ((quality & flag) != 0))))
                     for flag in Quality if flag & UNUSABLE and flag.name is not None)
     resets_so_far = np.cumsum((quality & Quality.REGISTER_RESET) != 0)
     index = np.flatnonzero(usable)
-    times = series.timestamps_ms[index]
-    values = series.values_wh[index]
-    reset_flag = np.diff(resets_so_far[index]) > 0
+    return (series.timestamps_ms[index], series.values_wh[index], np.diff(resets_so_far[index]) > 0,
+            tuple(item for item in dropped if item[1]))
+
+
+def register_steps(series: RegisterSeries, *, max_power_w: float, modulus_wh: int | None = None
+                   ) -> RegisterSteps:
+    times, values, reset_flag, dropped = _usable(series)
 
     diff = np.diff(values)
     decrease = diff < 0
@@ -85,5 +94,4 @@ def register_steps(series: RegisterSeries, *, max_power_w: float, modulus_wh: in
     delta = np.where(kind == StepKind.NORMAL, diff, 0)
     if modulus_wh is not None:
         delta = np.where(wrap, diff + modulus_wh, delta)
-    return RegisterSteps(times, values, delta.astype(np.int64), kind,
-                         tuple(item for item in dropped if item[1]))
+    return RegisterSteps(times, values, delta.astype(np.int64), kind, dropped)

@@ -7,10 +7,13 @@ import hashlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mrv_engine.columns import (
     EnvelopeColumns,
     EnvelopeHashes,
+    Frame,
     ReadingColumns,
     distinct_sorted,
     hash_lookup,
@@ -34,14 +37,35 @@ def test_days_touched_and_ranges_left_to_raw_reads() -> None:
     assert uncovered(D // 2, 3 * D, []) == [(D // 2, 3 * D + 1)]
 
 
-def test_packed_big_endian_arrays_decode_like_rows() -> None:
-    ts, values, quality, ids = [1, 2, 3], [10, 2**62, 30], [0, 4, 0], [7, 8, 9]
-    packed = ReadingColumns.unpack(np.array(ts, ">i8").tobytes(), np.array(values, ">i8").tobytes(),
-                                   np.array(quality, ">i4").tobytes(), np.array(ids, ">i8").tobytes(), integer=True)
-    rows = ReadingColumns.of_rows(list(zip(ts, values, quality, ids, strict=True)), integer=True)
-    for a, b in ((packed.ts_ms, rows.ts_ms), (packed.values, rows.values), (packed.quality, rows.quality),
-                 (packed.envelope_ids, rows.envelope_ids)):
-        assert np.array_equal(a, b)
+def _same_columns(a: ReadingColumns, b: ReadingColumns) -> None:
+    for x, y in ((a.ts_ms, b.ts_ms), (a.values, b.values), (a.quality, b.quality), (a.envelope_ids, b.envelope_ids)):
+        assert x.dtype == y.dtype and np.array_equal(x, y)
+
+
+def test_dense_frames_decode_like_rows() -> None:
+    day = 20_000
+    keys_ts, keys_ids = [0, 60_000, MS_PER_DAY - 1], [7, 8, 9]
+    registers, power = [10, 2**62, 2**62 + 5], [1.5, -2.0, 0.0]
+    frame = Frame(day, np.array(keys_ts, ">i4").tobytes(), np.array(keys_ids, ">i8").tobytes(), [2, 3], [3, 3],
+                  np.array(registers, ">i8").tobytes() + np.array(power, ">f8").tobytes(), None, None)
+    ts = [day * MS_PER_DAY + t for t in keys_ts]
+    _same_columns(frame.readings(2, integer=True),
+                  ReadingColumns.of_rows(list(zip(ts, registers, [0] * 3, keys_ids, strict=True)), integer=True))
+    _same_columns(frame.readings(3, integer=False),
+                  ReadingColumns.of_rows(list(zip(ts, power, [0] * 3, keys_ids, strict=True)), integer=False))
+    assert frame.readings(1, integer=True).ts_ms.size == 0
+
+
+def test_sparse_frames_with_quality_decode_like_rows() -> None:
+    # metric 2 at keys 0 and 2, metric 4 at key 1 only (read at another instant), one reading flagged
+    keys_ts, keys_ids = [1_000, 2_000, 3_000], [5, 6, 6]
+    frame = Frame(0, np.array(keys_ts, ">i4").tobytes(), np.array(keys_ids, ">i8").tobytes(), [2, 4], [2, 1],
+                  np.array([100, 130], ">i8").tobytes() + np.array([812.5], ">f8").tobytes(),
+                  np.array([0, 2, 1], ">i4").tobytes(), np.array([0, 4, 0], ">i2").tobytes())
+    _same_columns(frame.readings(2, integer=True),
+                  ReadingColumns.of_rows([(1_000, 100, 0, 5), (3_000, 130, 4, 6)], integer=True))
+    _same_columns(frame.readings(4, integer=False),
+                  ReadingColumns.of_rows([(2_000, 812.5, 0, 6)], integer=False))
 
 
 def test_a_reading_stored_twice_counts_once_and_bad_samples_are_left_out() -> None:
@@ -77,6 +101,17 @@ def test_hash_sets_digest_like_the_hex_strings(shared_prefix: bool) -> None:
     assert halves == hashes and halves == hex_set
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2**64 - 1), st.binary(min_size=24, max_size=24)),
+                max_size=40))
+def test_hash_sets_sort_and_drop_duplicates_like_python(parts: list[tuple[int, int, bytes]]) -> None:
+    # few distinct prefixes, near each other: keys tie on their top bits and full hashes repeat
+    digests = [(prefix if kind else prefix >> 60).to_bytes(8, "big") + (rest if kind > 1 else bytes(24))
+               for kind, prefix, rest in parts]
+    raw = np.frombuffer(b"".join(digests), np.dtype((np.void, 32)))
+    assert list(EnvelopeHashes(raw)) == sorted({d.hex() for d in digests})
+
+
 @pytest.mark.parametrize("spread", [1, 1_000_000])  # dense ids (bitmap) and sparse ones (sort)
 def test_distinct_sorted_ids(spread: int) -> None:
     rng = np.random.default_rng(spread)
@@ -92,8 +127,11 @@ def test_hash_lookup_finds_known_ids(spread: int) -> None:
     parts = [EnvelopeColumns.of_rows([(ids[i], i, i, digests[i]) for i in chunk]) for chunk in ((4, 0, 2), (5, 1))]
     wanted = np.array([ids[0], ids[5], ids[0] - 1, ids[3], ids[2], 10**9], np.int64)
     hashes, missing = hash_lookup(parts, wanted)
-    assert hex_digests(hashes) == [digests[i].hex() for i in (0, 5, 2)]
+    assert sorted(hex_digests(hashes)) == sorted(digests[i].hex() for i in (0, 5, 2))
     assert missing.tolist() == [ids[0] - 1, ids[3], 10**9]
+    stored = (0, 1, 2, 4, 5)  # every stored envelope wanted
+    every = hash_lookup(parts, np.array([ids[i] for i in stored], np.int64))
+    assert sorted(hex_digests(every[0])) == sorted(digests[i].hex() for i in stored) and every[1].size == 0
     assert hash_lookup([], wanted)[1].tolist() == wanted.tolist()
 
 

@@ -8,9 +8,23 @@ from fractions import Fraction
 
 import pytest
 
-from mrv_engine import ConfigError, Technology, load_project_config
+from mrv_engine import (
+    Claim,
+    ClaimedElsewhere,
+    ConfigError,
+    MeterReadings,
+    PeriodData,
+    ProjectConfig,
+    Scheme,
+    Span,
+    Technology,
+    assess_period,
+    load_project_config,
+)
 from mrv_engine.emission_factor import CombinedMargin, DatasetEntry
-from tests.mrv_engine.builders import main_meter, project_dict
+from mrv_engine.results import AdjustmentCode
+from mrv_engine.timespan import day_start_ms
+from tests.mrv_engine.builders import HOUR, OFFSET, T0, main_meter, project_dict, register
 
 TOML = """
 project_id = "offshore-1"
@@ -54,6 +68,13 @@ accuracy_class = "0.5S"
 [claims]
 declared = ["CCER", "GEC"]
 policy = "deduct"
+
+  [[claims.issued]]
+  scheme = "GEC"
+  first_day = 2025-03-01
+  last_day = 2025-03-31
+  mwh = 1250
+  reference = "GEC serials 0000000001-0000001250"
 
 [monitoring]
 interval_s = 900
@@ -175,3 +196,67 @@ def test_max_permissible_error_defaults_to_the_class_index() -> None:
     assert config.meters[0].max_permissible == Fraction(1, 200)
     config = load_project_config(project_dict(meters=[main_meter(max_permissible_error_pct=0.3)]))
     assert config.meters[0].max_permissible == Fraction(3, 1000)
+
+
+def _local(day: dt.date) -> int:
+    return day_start_ms(day, OFFSET)
+
+
+def test_issued_claims_cover_their_local_days() -> None:
+    config = load_project_config(tomllib.loads(TOML))
+    march = Span(_local(dt.date(2025, 3, 1)), _local(dt.date(2025, 4, 1)))  # last_day inclusive
+    expected = Claim(Scheme.GEC, march, 1250, "GEC serials 0000000001-0000001250")
+    assert config.issued_claims() == (expected,)
+    assert config.claims_overlapping(Span(_local(dt.date(2025, 3, 31)), _local(dt.date(2025, 4, 30)))) == (
+        expected,)
+    # a period touching the claim's days only at an end does not overlap them
+    assert config.claims_overlapping(Span(_local(dt.date(2025, 4, 1)), _local(dt.date(2025, 5, 1)))) == ()
+    assert config.claims_overlapping(Span(_local(dt.date(2025, 2, 1)), _local(dt.date(2025, 3, 1)))) == ()
+
+
+def _issued(scheme: str = "GEC", first_day: dt.date = dt.date(2024, 6, 1), last_day: dt.date = dt.date(2024, 6, 30),
+            mwh: float = 2) -> dict[str, object]:
+    return {"scheme": scheme, "first_day": first_day, "last_day": last_day, "mwh": mwh,
+            "reference": f"{scheme} registry {first_day:%Y-%m}"}
+
+
+@pytest.mark.parametrize("issued, message", [
+    (_issued(last_day=dt.date(2024, 5, 31)), "last_day 2024-05-31 precedes first_day 2024-06-01"),
+    (_issued(scheme="I-REC"), r"claims\.issued\[0\]: a claim under I-REC .* declares only CDM, GEC"),
+    (_issued(mwh=1.5), "GEC certificates are whole MWh"),
+    (_issued(mwh=-1), "negative"),
+])
+def test_issued_claim_rules(issued: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_project_config(project_dict(claims={"declared": ["CDM", "GEC"], "issued": [issued]}))
+
+
+def test_i_rec_issued_up_to_2024_only() -> None:
+    declared = ["CDM", "I-REC"]
+    december = _issued("I-REC", dt.date(2024, 12, 1), dt.date(2024, 12, 31))  # ends 2025-01-01 00:00 +08:00
+    load_project_config(project_dict(claims={"declared": declared, "issued": [december]}))
+    january = _issued("I-REC", dt.date(2024, 12, 1), dt.date(2025, 1, 1))
+    with pytest.raises(ConfigError, match="I-REC is not issued for Chinese generation after 2024"):
+        load_project_config(project_dict(claims={"declared": declared, "issued": [january]}))
+
+
+def _offshore_with_gec(policy: str, certificates: int) -> ProjectConfig:
+    data = _offshore(distance_offshore_km={"value": 50, "source": "EIA"})
+    data["crediting_period"] = {"start": dt.date(2024, 1, 1), "end": dt.date(2033, 12, 31)}
+    data["nameplate_capacity_mw"] = {"value": 10, "source": "approval"}
+    data["claims"] = {"declared": ["CCER", "GEC"], "policy": policy, "issued": [_issued(mwh=certificates)]}
+    return load_project_config(data)
+
+
+def test_issued_certificates_reach_the_double_claiming_guard() -> None:
+    period = Span(T0, T0 + HOUR)  # 2024-06-01, inside the issued record's June
+    meters = {"M1": MeterReadings(register([600_000, 700_000, 800_000, 900_000]), register([0] * 4))}
+    deduct = _offshore_with_gec("deduct", 2)
+    # as `mrv report` passes them: load_period(..., claims=config.claims_overlapping(period))
+    result = assess_period(deduct, PeriodData(period=period, meters=meters,
+                                              claims=deduct.claims_overlapping(period)))
+    assert (result.export_wh, result.net_generation_wh) == (3_000_000, 1_000_000)
+    assert [(a.code, a.amount_wh) for a in result.adjustments] == [(AdjustmentCode.DOUBLE_CLAIM, -2_000_000)]
+    refuse = _offshore_with_gec("refuse", 2)
+    with pytest.raises(ClaimedElsewhere, match="GEC 2 MWh"):
+        assess_period(refuse, PeriodData(period=period, meters=meters, claims=refuse.claims_overlapping(period)))

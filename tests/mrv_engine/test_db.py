@@ -3,14 +3,17 @@ pure engine on the same data."""
 
 from __future__ import annotations
 
+import datetime as dt
+import tomllib
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
-from mrv_engine import FlagCode, assess_period
+from mrv_engine import FlagCode, assess_period, load_project_config
 from mrv_engine.cli import run_report
-from mrv_engine.db import SOURCES, LoadedPeriod, Source, connect, load_period, refresh_rollups
+from mrv_engine.db import SOURCES, LoadedPeriod, Source, connect, connect_pair, load_period, refresh_rollups
 from mrv_engine.seed import DeviceRecording
 from protocol.metrics import Metric, Quality
 from simulators.faults import FaultWindow, MeterFault
@@ -72,6 +75,17 @@ def test_rollup_equals_scan_and_the_pure_engine(pg_conninfo: str) -> None:
     assert 1440 <= result.envelopes.count <= 1442
 
 
+def test_a_connection_pair_reads_one_snapshot(pg_conninfo: str) -> None:
+    store(pg_conninfo, [recording(hours=2)])
+    with connect_pair(pg_conninfo) as (conn, helper):
+        store(pg_conninfo, [recording("pv-2", hours=2)])  # committed after the snapshot was taken
+        query = "SELECT count(*), count(DISTINCT device_id) FROM envelopes"
+        counts = [c.execute(query).fetchone() for c in (conn, helper)]
+        assert counts[0] == counts[1] and counts[0] is not None and counts[0][1] == 1
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            helper.execute("DELETE FROM envelopes")
+
+
 def test_late_data_and_days_not_refreshed_are_read_raw(pg_conninfo: str) -> None:
     rec = recording()
     late = (rec.device_time_ms >= PERIOD.start_ms + 6 * HOUR) & (rec.device_time_ms < PERIOD.start_ms + 9 * HOUR)
@@ -83,6 +97,25 @@ def test_late_data_and_days_not_refreshed_are_read_raw(pg_conninfo: str) -> None
     assert scan.data.meters["M-pv-1"].export_wh.timestamps_ms.size == 1441  # every minute of the day, both ends
     refresh_rollups(pg_conninfo)
     _same(_load(pg_conninfo, "rollup"), scan)
+
+
+def test_metrics_missing_from_some_envelopes_read_alike(pg_conninfo: str) -> None:
+    # irradiance in every third envelope, power missing from every fifth: the frames are not dense
+    rec = recording()
+    irradiance, power = rec.values[Metric.IRRADIANCE_W_M2].copy(), rec.values[Metric.ACTIVE_POWER_W].copy()
+    irradiance[np.arange(irradiance.size) % 3 != 0] = np.nan
+    power[::5] = np.nan
+    store(pg_conninfo, [DeviceRecording(rec.device_id, rec.device_time_ms, rec.received_ms,
+                                        {**rec.values, Metric.IRRADIANCE_W_M2: irradiance,
+                                         Metric.ACTIVE_POWER_W: power}, rec.quality, rec.capacity_w)])
+    refresh_rollups(pg_conninfo)
+    with psycopg.connect(pg_conninfo) as conn:
+        row = conn.execute("SELECT count(*) FILTER (WHERE key_index IS NOT NULL), count(*) FROM readings_frames")
+        sparse, frames = row.fetchone() or (0, 0)
+    assert frames > 0 and sparse == frames
+    rollup, scan = _load(pg_conninfo, "rollup"), _load(pg_conninfo, "scan")
+    _same(rollup, scan)
+    assert 0 < rollup.data.samples[("pv-1", Metric.IRRADIANCE_W_M2)].timestamps_ms.size < 600
 
 
 @pytest.mark.parametrize("days", [1, 3])
@@ -131,3 +164,17 @@ def test_every_fault_gives_the_same_report_from_rollups_and_scan(pg_conninfo: st
     assert codes >= {FlagCode.GAP, FlagCode.FROZEN_REGISTER, FlagCode.PV_EXPORT_AT_NIGHT, FlagCode.ABOVE_NAMEPLATE,
                      FlagCode.CLOCK_SKEW, FlagCode.DUPLICATED_PATTERN, FlagCode.REGISTER_RESET,
                      FlagCode.UNUSABLE_READINGS}
+
+
+def test_certificates_issued_for_the_period_are_not_credited_again(pg_conninfo: str) -> None:
+    store(pg_conninfo, [recording()])
+    spec = tomllib.loads(project_toml())
+    plain = run_report(pg_conninfo, project_config(), b"plain", [PERIOD])
+    spec["claims"] = {"declared": ["CDM", "GEC"], "policy": "deduct", "issued": [
+        {"scheme": "GEC", "first_day": dt.date(2026, 6, 2), "last_day": dt.date(2026, 6, 2), "mwh": 1,
+         "reference": "GEC serials 1-1"}]}
+    claimed = run_report(pg_conninfo, load_project_config(spec), b"claimed", [PERIOD])
+    assert plain["totals"]["net_wh"] > 1_000_000
+    assert claimed["totals"]["net_wh"] == plain["totals"]["net_wh"] - 1_000_000
+    flags = claimed["periods"][0]["result"]["flags"]
+    assert [f["evidence"]["GEC_wh"] for f in flags if f["code"] == FlagCode.CLAIMED_ELSEWHERE] == [1_000_000]

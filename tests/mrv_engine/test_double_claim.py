@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from mrv_engine import Claim, ClaimedElsewhere, ClaimPolicy, InvalidClaim, Scheme, UndeclaredScheme
@@ -60,3 +62,24 @@ def test_certificates_are_whole_mwh_and_schemes_declared() -> None:
         _guard(1, [Claim(Scheme.CCER, MONTH, -1)])
     with pytest.raises(UndeclaredScheme, match="CDM"):
         _guard(1, [Claim(Scheme.CDM, MONTH, 1)])
+
+
+# 2025-01-01 00:00 China time (UTC+8)
+END_OF_2024_CHINA = int(dt.datetime(2024, 12, 31, 16, tzinfo=dt.UTC).timestamp() * 1000)
+DECEMBER_2024 = Span(END_OF_2024_CHINA - 31 * DAY, END_OF_2024_CHINA)
+
+
+def test_i_rec_up_to_the_end_of_2024_china_time_is_deducted() -> None:
+    claim = Claim(Scheme.I_REC, DECEMBER_2024, 5, "I-REC 2024-12")
+    outcome = guard(1_000_000_000, DECEMBER_2024, [claim], credited=Scheme.CCER, declared=DECLARED,
+                    policy=ClaimPolicy.DEDUCT)
+    assert outcome.eligible_wh == 995_000_000
+
+
+@pytest.mark.parametrize("end_ms", [END_OF_2024_CHINA + 1, END_OF_2024_CHINA + DAY])
+def test_i_rec_is_not_issued_for_chinese_generation_after_2024(end_ms: int) -> None:
+    late = Claim(Scheme.I_REC, Span(DECEMBER_2024.start_ms, end_ms), 5, "I-REC 2024-12")
+    with pytest.raises(InvalidClaim, match=r"I-REC 2024-12.*I-REC is not issued for Chinese generation after 2024"):
+        _guard(1_000_000_000, [late])  # refused even though it does not overlap the period
+    # GEC continues after 2024
+    assert _guard(1_000_000_000, [Claim(Scheme.GEC, Span(T0, end_ms), 5)]).eligible_wh == 995_000_000
