@@ -1,6 +1,6 @@
 """P5: a monitoring report from the packed rollups against the same report from a full scan of raw readings.
 
-One command: `python bench/report.py` (about 10 minutes on the 2-core build machine; `--days` scales it).
+One command: `python bench/report.py` (about 12 minutes on the 2-core build machine; `--days` scales it).
 
 Method: a throw-away PostgreSQL (native partitions) holds a PV project of `--devices` 1 MW plants read
 every minute for `--days` days. The target is 100 devices x 365 days (~52 M readings); the default keeps
@@ -11,7 +11,8 @@ envelope per minute with four readings: the export and import registers, active 
 Power follows the clear-sky sun (NOAA elevation) times a site-wide cloud factor and a per-device gain and
 noise; registers are its running sum in whole Wh. Data is written with COPY (mrv_engine.seed), the
 rollups are packed (refresh_rollups, timed: the full pack, then an incremental one after one more hour of
-data), and the report over the monthly periods runs `--repeat` times from each source, best time kept.
+data), and the report over the monthly periods runs `--repeat` times from each source, best time kept
+(the first run in a process pays page faults for its memory, up to twice the time on this VM).
 The two documents must be equal apart from the source they name. Results go to bench/results/report.json.
 
     python bench/report.py                # 100 devices x 14 days

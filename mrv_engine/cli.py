@@ -13,6 +13,7 @@ PostgreSQL comes from --conninfo (no password on the command line) and the PG* e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import sys
 import time
@@ -24,9 +25,9 @@ from typing import Any, TextIO
 import psycopg
 
 from mrv_engine.assessment import assess_period
-from mrv_engine.columns import distinct_sorted
+from mrv_engine.columns import EnvelopeHashes, distinct_sorted
 from mrv_engine.config import ProjectConfig, load_project_config
-from mrv_engine.db import SOURCES, Source, connect_pair, load_period, refresh_rollups
+from mrv_engine.db import SOURCES, LoadedPeriod, Source, connect_pair, load_period, refresh_rollups
 from mrv_engine.errors import MrvError
 from mrv_engine.evidence import Evidence, attach_checkpoint
 from mrv_engine.report import (
@@ -65,20 +66,26 @@ def assess_periods(conninfo: str, config: ProjectConfig, periods: Sequence[Span]
     """Assess each period from the database and find the evidence of their envelopes (one snapshot for all)."""
     if refresh and source == "rollup":
         refresh_rollups(conninfo)
-    reports = []
+    reports: list[tuple[LoadedPeriod, PeriodReport]] = []
+    union: EnvelopeHashes | None = None
     with connect_pair(conninfo) as (conn, helper):
         for i, period in enumerate(periods):
             if progress:
                 progress(i, len(periods), f"period {i + 1}")
             loaded = load_period(conn, config, period, source=source, helper=helper,
                                  claims=config.claims_overlapping(period))
+            sets = [p.envelope_hashes for _, p in reports] + [loaded.data.envelope_hashes]
+            known = [s for s in sets if isinstance(s, EnvelopeHashes)]
+            if i == len(periods) - 1 and len(known) == len(sets):
+                # the report's envelope set, merged on the other core while the last period is assessed
+                union = EnvelopeHashes.union(known, background=True)
             gap_ms = config.monitoring.gap_intervals * config.monitoring.interval_s * 1000
             reports.append((loaded, PeriodReport(assess_period(config, loaded.data),
                                                  daily_export(config, loaded.data), loaded.data.envelope_hashes,
                                                  arrival_gaps(loaded.data, max(gap_ms, MS_PER_HOUR)))))
         ids = (reports[0][0].envelope_ids if len(reports) == 1
                else distinct_sorted([loaded.envelope_ids for loaded, _ in reports]))
-        evidence = attach_checkpoint(conn, ids, log_vkey)
+        evidence = dataclasses.replace(attach_checkpoint(conn, ids, log_vkey), envelope_hashes=union)
     if progress:
         progress(len(periods), len(periods), "done")
     return [r for _, r in reports], evidence

@@ -252,9 +252,27 @@ def _sorted_distinct(hashes: NDArray[np.void], *, sorted_runs: bool = False) -> 
     return _take(hashes, order[~duplicate])
 
 
-def _sorted_digest(hashes: NDArray[np.void], sorted_runs: bool = False) -> tuple[NDArray[np.void], str]:
+_Sorted = tuple[NDArray[np.void], str]  # hashes sorted and distinct, and their SHA-256
+
+
+def _sorted_digest(hashes: NDArray[np.void], sorted_runs: bool = False) -> _Sorted:
     ordered = _sorted_distinct(hashes, sorted_runs=sorted_runs)
     return ordered, hashlib.sha256(ordered.data).hexdigest()
+
+
+def _union_digest(sets: Sequence[EnvelopeHashes]) -> _Sorted:
+    words = [s.raw.view(np.uint64).reshape(-1, HASH_BYTES // 8) for s in sets]  # copied as words: faster
+    return _sorted_digest(np.concatenate(words).view(_HASH).ravel() if sets else np.zeros(0, _HASH), True)
+
+
+def _soon(job: Callable[[], _Sorted], background: bool) -> _Sorted | Future[_Sorted]:
+    """`job` done now, or started on a thread of its own."""
+    if not background:
+        return job()
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(job)
+    pool.shutdown(wait=False)
+    return future
 
 
 class EnvelopeHashes(Sequence[str]):
@@ -264,20 +282,14 @@ class EnvelopeHashes(Sequence[str]):
 
     __slots__ = ("_sorted",)
 
-    def __init__(self, hashes: NDArray[np.void], *, background: bool = False, sorted_runs: bool = False) -> None:
+    def __init__(self, hashes: NDArray[np.void], *, background: bool = False) -> None:
         """`background`: sort and digest on another thread (numpy and hashlib work without the GIL), so that
-        a report's checks run meanwhile on the other core; the set waits for it when first used.
-        `sorted_runs`: see `_sorted_distinct`."""
-        hashes = hashes.astype(_HASH, copy=False)
-        self._sorted: tuple[NDArray[np.void], str] | Future[tuple[NDArray[np.void], str]]
-        if background:
-            pool = ThreadPoolExecutor(1)
-            self._sorted = pool.submit(_sorted_digest, hashes, sorted_runs)
-            pool.shutdown(wait=False)
-        else:
-            self._sorted = _sorted_digest(hashes, sorted_runs)
+        a report's checks run meanwhile on the other core; the set waits for it when first used."""
+        self._sorted = _soon(functools.partial(_sorted_digest, hashes.astype(_HASH, copy=False)), background)
 
-    def _result(self) -> tuple[NDArray[np.void], str]:
+    _sorted: _Sorted | Future[_Sorted]
+
+    def _result(self) -> _Sorted:
         if isinstance(self._sorted, Future):
             self._sorted = self._sorted.result()
         return self._sorted
@@ -287,12 +299,12 @@ class EnvelopeHashes(Sequence[str]):
         return self._result()[0]
 
     @classmethod
-    def union(cls, sets: Sequence[EnvelopeHashes]) -> EnvelopeHashes:
+    def union(cls, sets: Sequence[EnvelopeHashes], *, background: bool = False) -> EnvelopeHashes:
         if len(sets) == 1:
             return sets[0]
-        words = [s.raw.view(np.uint64).reshape(-1, HASH_BYTES // 8) for s in sets]  # copied as words: faster
-        joined = np.concatenate(words).view(_HASH).ravel() if sets else np.zeros(0, _HASH)
-        return cls(joined, sorted_runs=True)
+        union = cls.__new__(cls)
+        union._sorted = _soon(functools.partial(_union_digest, list(sets)), background)
+        return union
 
     def __len__(self) -> int:
         return int(self.raw.size)

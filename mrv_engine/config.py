@@ -139,7 +139,8 @@ class Monitoring(_Model):
 
 
 class Plausibility(_Model):
-    """Thresholds of the plausibility checks (shares are of the meter's capacity); None switches off."""
+    """Thresholds of the plausibility checks (shares are of the meter's capacity). A check whose threshold
+    may be None is switched off by None, or by `false` in a TOML file (which has no null)."""
 
     nameplate_tolerance: float = Field(default=0.02, ge=0)  # relative excess over nameplate allowed
     night_sun_elevation_deg: float = Field(default=-3.0, le=0)  # PV export below this sun elevation
@@ -157,6 +158,12 @@ class Plausibility(_Model):
     duplicate_min_energy: float = Field(default=0.05, ge=0)  # share, as mean power over a window
     clock_max_ahead_s: float = Field(default=60.0, ge=0)
     clock_max_behind_s: float | None = Field(default=None, ge=0)  # off: edge buffering makes lag normal
+
+    @field_validator("pr_max", "pr_min", "frozen_intervals", "flat_line_intervals", "max_ramp_per_minute",
+                     "duplicate_window", "clock_max_behind_s", mode="before")
+    @classmethod
+    def _false_is_off(cls, value: object) -> object:
+        return None if value is False else value
 
 
 class IssuedClaim(_Model):
@@ -176,19 +183,8 @@ class IssuedClaim(_Model):
 
 
 class Claims(_Model):
-    """The schemes this generation is claimed under, and the claims already made, e.g.
-
-        [claims]
-        declared = ["CCER", "GEC"]
-        policy = "deduct"
-
-          [[claims.issued]]
-          scheme = "GEC"
-          first_day = 2025-03-01
-          last_day = 2025-03-31
-          mwh = 1250
-          reference = "GEC registry, serials 0000000001-0000001250"
-    """
+    """The schemes this generation is claimed under, and the claims already made (`[[claims.issued]]`,
+    see project.example.toml)."""
 
     declared: tuple[Scheme, ...]  # every scheme this generation is claimed under
     policy: ClaimPolicy = ClaimPolicy.REFUSE

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ class Evidence:
     checkpoint: dict[str, Any] | None  # {"size", "root", "note"} of a checkpoint covering every envelope
     notes: tuple[str, ...]
     bundle: Bundled | None = None
+    envelope_hashes: Sequence[str] | None = None  # of every envelope the report used, when already known
 
 
 def _available(module: str) -> bool:

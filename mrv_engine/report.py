@@ -171,7 +171,8 @@ def build_report(config: ProjectConfig, config_bytes: bytes, periods: Sequence[P
             "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
             "meters": [{"id": m.id, "role": m.role.value, "device_id": m.device_id,
                         "accuracy_class": m.accuracy_class} for m in config.meters],
-            "envelopes": _envelopes(periods).to_dict(),
+            "envelopes": (_envelopes(periods) if evidence.envelope_hashes is None
+                          else EnvelopeDigest.of(evidence.envelope_hashes)).to_dict(),
             "parameters": list(parameters.values()),
         },
         "checkpoint": evidence.checkpoint,

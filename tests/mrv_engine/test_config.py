@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from fractions import Fraction
+from importlib import resources
 
 import pytest
 
@@ -21,6 +22,7 @@ from mrv_engine import (
     assess_period,
     load_project_config,
 )
+from mrv_engine.config import Monitoring, Plausibility
 from mrv_engine.emission_factor import CombinedMargin, DatasetEntry
 from mrv_engine.results import AdjustmentCode
 from mrv_engine.timespan import day_start_ms
@@ -260,3 +262,40 @@ def test_issued_certificates_reach_the_double_claiming_guard() -> None:
     refuse = _offshore_with_gec("refuse", 2)
     with pytest.raises(ClaimedElsewhere, match="GEC 2 MWh"):
         assess_period(refuse, PeriodData(period=period, meters=meters, claims=refuse.claims_overlapping(period)))
+
+
+EXAMPLE = resources.files("mrv_engine").joinpath("project.example.toml")
+
+
+def test_the_packaged_example_project_loads_as_documented() -> None:
+    with EXAMPLE.open("rb") as f:
+        config = load_project_config(tomllib.load(f))
+    assert (config.technology, config.methodology.id, config.nameplate_capacity_mw.value) == (
+        Technology.SOLAR_PV, "ACM0002", 50.0)
+    assert [(m.id, m.role, m.checks) for m in config.meters] == [
+        ("M1", "main", None), ("M2", "main", None), ("C1", "check", "M1")]
+    assert config.meter("C1").max_permissible == Fraction(5, 1000)
+    assert isinstance(config.grid_ef, CombinedMargin) and config.grid_ef.w_om is not None
+    assert config.grid_ef.w_om.value == 0.75  # the TOOL07 default the comments promise
+    assert (set(config.claims.declared), config.claims.policy, config.claims.issued) == (
+        {Scheme.CDM, Scheme.GEC}, "deduct", ())
+    # The file writes out every default: they must be set explicitly, and equal pydantic's, so neither drifts.
+    assert config.monitoring == Monitoring(interval_s=900)
+    assert config.monitoring.model_fields_set == set(Monitoring.model_fields)
+    assert config.plausibility == Plausibility()
+    assert config.plausibility.model_fields_set == set(Plausibility.model_fields) - {"clock_max_behind_s"}
+
+
+def test_the_examples_commented_out_issued_claim_is_valid() -> None:
+    # Its lines are the ones commented out with "#  "; uncommented, they must load.
+    text = "\n".join(line.removeprefix("#  ") for line in EXAMPLE.read_text(encoding="utf-8").splitlines())
+    (claim,) = load_project_config(tomllib.loads(text)).claims.issued
+    assert (claim.scheme, claim.first_day, claim.last_day, claim.mwh) == (
+        Scheme.GEC, dt.date(2025, 3, 1), dt.date(2025, 3, 31), 6200)
+
+
+def test_false_switches_a_check_off() -> None:
+    assert Plausibility.model_validate({"pr_max": False, "duplicate_window": False}).pr_max is None
+    assert Plausibility.model_validate({"duplicate_window": False}).duplicate_window is None
+    with pytest.raises(ValueError, match="greater than or equal to 2"):
+        Plausibility.model_validate({"duplicate_window": 0})

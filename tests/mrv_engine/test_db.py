@@ -11,7 +11,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from mrv_engine import FlagCode, assess_period, load_project_config
+from mrv_engine import EnvelopeDigest, FlagCode, assess_period, load_project_config
 from mrv_engine.cli import run_report
 from mrv_engine.db import SOURCES, LoadedPeriod, Source, connect, connect_pair, load_period, refresh_rollups
 from mrv_engine.seed import DeviceRecording
@@ -178,3 +178,14 @@ def test_certificates_issued_for_the_period_are_not_credited_again(pg_conninfo: 
     assert claimed["totals"]["net_wh"] == plain["totals"]["net_wh"] - 1_000_000
     flags = claimed["periods"][0]["result"]["flags"]
     assert [f["evidence"]["GEC_wh"] for f in flags if f["code"] == FlagCode.CLAIMED_ELSEWHERE] == [1_000_000]
+
+
+def test_a_report_of_two_periods_digests_the_union_of_their_envelopes(pg_conninfo: str) -> None:
+    store(pg_conninfo, [recording()])
+    periods = [type(PERIOD)(DAY1, DAY1 + DAY), PERIOD]
+    docs = [run_report(pg_conninfo, project_config(), b"", periods, source=source) for source in SOURCES]
+    assert {**docs[0], "source": None} == {**docs[1], "source": None}
+    loaded = [_load(pg_conninfo, "scan", p) for p in periods]
+    hex_union = [h for one in loaded for h in one.data.envelope_hashes]  # duplicates at the shared boundary
+    assert len(set(hex_union)) < len(hex_union)
+    assert docs[0]["inputs"]["envelopes"] == EnvelopeDigest.of(hex_union).to_dict()
