@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from mrv_engine.console import api, auth, pages
 from mrv_engine.console.config import ConsoleConfig
+from mrv_engine.console.throttle import LoginThrottle
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -36,6 +37,8 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                               "monitoring reports and their evidence bundles. Authenticate with "
                               "`Authorization: Bearer <token>` (`mrv console token create USER`) or a login session.")
     app.state.config = config
+    app.state.login_throttle = LoginThrottle(config.login_failures_per_user, config.login_failures_per_address,
+                                             config.login_failure_window_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,10 @@ another site starts; in addition every state-changing request (not GET/HEAD/OPTI
 the cookie, and every login, must carry an `Origin` (or, without one, `Referer`) whose host:port is the
 request's own `Host`; otherwise 403. Bearer tokens are never sent by a browser on its own, so requests
 authenticated by a token need no such check.
+
+Password guessing: failed logins are throttled per user name and per client address (throttle.py, limits in
+the configuration); a throttled login is refused before its password is checked. API tokens need no
+throttle: they are 256-bit random values.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from fastapi.security import APIKeyCookie, HTTPBearer
 from mrv_engine.console import users
 from mrv_engine.console.config import ConsoleConfig
 from mrv_engine.console.deps import get_config, get_conn, get_pool
+from mrv_engine.console.throttle import LoginThrottle, minutes
 from mrv_engine.console.users import Principal, Role
 
 __all__ = ["SESSION_COOKIE", "Principal", "Role", "check_same_origin", "page_principal", "require_admin",
@@ -126,19 +131,38 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _back_to_login(target: str, **query: str | int) -> RedirectResponse:
+    return RedirectResponse("/login?" + urlencode(query | ({"next": target} if target != "/" else {})), status_code=303)
+
+
 @router.post("/login", include_in_schema=False)
 def login(request: Request, conn: Annotated[psycopg.Connection, Depends(get_conn)],
           config: Annotated[ConsoleConfig, Depends(get_config)],
           username: Annotated[str, Form(max_length=64)] = "", password: Annotated[str, Form(max_length=1024)] = "",
           next: Annotated[str | None, Form(max_length=2048)] = None) -> RedirectResponse:
-    """Form login: 303 to `next` (local paths only) with the session cookie, or back to /login?error=1."""
+    """Form login: 303 to `next` (local paths only) with the session cookie, or back to /login?error=1, or to
+    /login?error=locked&minutes=N while the user name or the client address is throttled (throttle.py)."""
     check_same_origin(request)
     target = safe_next(next)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client is not None else ""
+    # Users are looked up by the exact name, so the exact name is the throttle's key too.
+    if (wait_s := throttle.wait_s(username, address)) > 0:
+        return _back_to_login(target, error="locked", minutes=minutes(wait_s))
     principal = users.check_password(conn, username, password)
     if principal is None:
         log.info("console login refused for user %r", username[:64])
-        query = {"error": "1"} | ({"next": target} if target != "/" else {})
-        return RedirectResponse("/login?" + urlencode(query), status_code=303)
+        lockout = throttle.failed(username, address)
+        wait_s = throttle.wait_s(username, address)
+        if lockout.user:
+            log.warning("too many failed console logins of user %r: refused for %d min", username[:64],
+                        minutes(wait_s))
+        if lockout.address:
+            log.warning("too many failed console logins from %s: refused for %d min", address, minutes(wait_s))
+        if wait_s > 0:  # say so at once rather than at the next attempt
+            return _back_to_login(target, error="locked", minutes=minutes(wait_s))
+        return _back_to_login(target, error="1")
+    throttle.succeeded(principal.name)
     session = users.create_session(conn, principal.name, dt.timedelta(seconds=config.session_ttl_s))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, session, max_age=config.session_ttl_s, path="/", httponly=True,

@@ -35,6 +35,11 @@ class ConsoleConfig(BaseModel):
     log_vkey: str | None = None  # the log's verifier key (`mrv anchor keygen`): checkpoints and bundles
     session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
     secure_cookies: bool = False  # set Secure on the session cookie (serve over https)
+    # Failed-login throttle (throttle.py): after this many failures in the window, a user name or a client
+    # address is refused without a password check until the oldest failure leaves the window.
+    login_failures_per_user: int = Field(default=5, ge=1, le=1000)
+    login_failures_per_address: int = Field(default=20, ge=1, le=100_000)
+    login_failure_window_s: int = Field(default=15 * 60, ge=1, le=24 * 3600)
     # With a broker directory, enrolling or revoking through the console rewrites its passwd and acl files
     # (as `mrv devices` does); SIGHUP the broker to reload them.
     broker_dir: ConfigPath | None = None

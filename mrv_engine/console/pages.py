@@ -116,8 +116,10 @@ def _epoch(moment: dt.datetime) -> float:
 
 
 @router.get("/login")
-def login_form(request: Request, next: str | None = None, error: str | None = None) -> HTMLResponse:
-    return render(request, "login.html", "/login", next=safe_next(next), error=error is not None)
+def login_form(request: Request, next: str | None = None, error: str | None = None,
+               minutes: Annotated[int | None, Query(ge=1, le=24 * 60)] = None) -> HTMLResponse:
+    return render(request, "login.html", "/login", next=safe_next(next), error=error is not None,
+                  locked_minutes=minutes if error == "locked" else None)
 
 
 # ---------------------------------------------------------------- fleet and devices
