@@ -36,13 +36,14 @@ def _read_record(path: Path) -> PublicKeyRecord:
         raise IngestError(f"{path}: {e}") from None
 
 
-def _publish_credentials(conn: psycopg.Connection, broker_dir: Path, username: str, password: str,
-                         show: bool) -> None:
+def _publish_credentials(conn: psycopg.Connection, broker_dir: Path, passwords: dict[str, str], show: bool) -> None:
+    """Write each account's password file, then the broker's files once (they list every account)."""
+    for username, password in passwords.items():
+        path = write_credential(broker_dir / "credentials", username, password)
+        print(f"broker password of {username} written to {path} (mode 0600)")
+        if show:
+            print(f"password: {password}")
     auth = write_broker_files(broker_accounts(conn), broker_dir)
-    path = write_credential(broker_dir / "credentials", username, password)
-    print(f"broker password of {username} written to {path} (mode 0600)")
-    if show:
-        print(f"password: {password}")
     print(f"broker files updated: {auth.password_file}, {auth.acl_file} (SIGHUP the broker to reload)")
 
 
@@ -54,8 +55,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     enroll = commands.add_parser("enroll", help="register a device and its first key", epilog=enroll_example)
     enroll.add_argument("--project", required=True)
-    enroll.add_argument("--public-key", type=Path, required=True,
-                        help="the agent's exported PublicKeyRecord JSON")
+    enroll.add_argument("--public-key", type=Path, required=True, nargs="+",
+                        help="the agents' exported PublicKeyRecord JSON files: several enrol a fleet at once, "
+                             "all or none, with the same project, role, kind and capacity")
     enroll.add_argument("--role", choices=list(MeterRole), required=True)
     enroll.add_argument("--kind", choices=list(PlantKind), required=True)
     enroll.add_argument("--capacity-w", type=int, required=True, help="installed capacity in watts")
@@ -107,11 +109,16 @@ def main(argv: list[str], prog: str = "mrv devices") -> int:
 
 def _run(conn: psycopg.Connection, args: argparse.Namespace) -> int:
     if args.command == "enroll":
-        record = _read_record(args.public_key)
-        password = enroll_device(conn, record, project_id=args.project, role=MeterRole(args.role),
-                                 kind=PlantKind(args.kind), capacity_w=args.capacity_w)
-        print(f"enrolled {record.device_id} in {args.project} with key {record.kid.hex()}")
-        _publish_credentials(conn, args.broker_dir, record.device_id, password, args.show_password)
+        records = [_read_record(path) for path in args.public_key]
+        passwords = {}
+        with conn.transaction():  # a refused device enrols none of the others
+            for record in records:
+                passwords[record.device_id] = enroll_device(
+                    conn, record, project_id=args.project, role=MeterRole(args.role), kind=PlantKind(args.kind),
+                    capacity_w=args.capacity_w)
+        for record in records:
+            print(f"enrolled {record.device_id} in {args.project} with key {record.kid.hex()}")
+        _publish_credentials(conn, args.broker_dir, passwords, args.show_password)
     elif args.command == "rotate":
         record = _read_record(args.public_key)
         closed = rotate_key(conn, record, grace=dt.timedelta(seconds=args.grace_s))
@@ -127,8 +134,8 @@ def _run(conn: psycopg.Connection, args: argparse.Namespace) -> int:
         print(f"{args.device}: revoked {', '.join(k.hex() for k in revoked)}")
         write_broker_files(broker_accounts(conn), args.broker_dir)
     elif args.command == "ingest-account":
-        password = set_ingest_account(conn, args.name)
-        _publish_credentials(conn, args.broker_dir, args.name, password, args.show_password)
+        _publish_credentials(conn, args.broker_dir, {args.name: set_ingest_account(conn, args.name)},
+                             args.show_password)
     else:
         devices = list_devices(conn, args.project)
         if args.json:

@@ -148,3 +148,29 @@ def test_devices_cli(pg_conninfo: str, tmp_path: Path) -> None:
     assert revoked.returncode == 0 and signer.kid.hex() in revoked.stdout
     assert "meter-1" not in (broker_dir / "passwd").read_text()
     assert os.access(broker_dir / "acl", os.R_OK)
+
+
+def test_devices_cli_enrols_a_fleet_all_or_none(pg_conninfo: str, tmp_path: Path) -> None:
+    records = []
+    for i in range(3):
+        records.append(tmp_path / f"meter-{i}.pub.json")
+        records[-1].write_text(PublicKeyRecord(f"meter-{i}", Ed25519Signer.generate().public_key).to_json())
+    broker_dir = tmp_path / "broker"
+    common = ["--project", "plant-1", "--role", "main", "--kind", "pv", "--capacity-w", "5000000",
+              "--broker-dir", str(broker_dir), "--conninfo", pg_conninfo]
+    first = _mrv("devices", "enroll", "--public-key", *map(str, records[:2]), *common)
+    assert first.returncode == 0, first.stderr
+    acl = (broker_dir / "acl").read_text()
+    assert all(f"user meter-{i}\n" in acl for i in range(2))
+    assert all(check_password((broker_dir / "credentials" / f"meter-{i}.password").read_text().strip(),
+                              _hash_of(broker_dir / "passwd", f"meter-{i}")) for i in range(2))
+    # meter-1 again: refused, and meter-2 is not enrolled either
+    refused = _mrv("devices", "enroll", "--public-key", str(records[2]), str(records[1]), *common)
+    assert refused.returncode == 1 and "already enrolled" in refused.stderr
+    listed = json.loads(_mrv("devices", "list", "--json", "--conninfo", pg_conninfo).stdout)
+    assert sorted(d["device_id"] for d in listed) == ["meter-0", "meter-1"]
+    assert not (broker_dir / "credentials" / "meter-2.password").exists()
+
+
+def _hash_of(passwd: Path, user: str) -> str:
+    return next(line.split(":", 1)[1] for line in passwd.read_text().splitlines() if line.startswith(f"{user}:"))
