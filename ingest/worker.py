@@ -17,6 +17,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
@@ -96,8 +97,11 @@ def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> 
 class IngestWorker:
     """`run()` blocks until `stop()`; safe to call `stop()` from a signal handler or another thread."""
 
-    def __init__(self, config: IngestConfig) -> None:
+    def __init__(self, config: IngestConfig, clock_ms: Callable[[], int] | None = None) -> None:
+        """`clock_ms`: the arrival clock (Unix ms), the system's by default; a test in simulated time
+        passes the simulation's, so that arrival and device times share one clock."""
         self.config = config
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._queue: queue.SimpleQueue[_Delivery] = queue.SimpleQueue()
         self.metrics = IngestMetrics(queue_depth=self._queue.qsize)
         self._stop = threading.Event()
@@ -145,8 +149,7 @@ class IngestWorker:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"  # quarantined as bad_topic
-        arrival_ms = time.time_ns() // 1_000_000
-        message = Message(topic, bytes(msg.payload), arrival_ms)
+        message = Message(topic, bytes(msg.payload), self._clock_ms())
         self._queue.put(_Delivery(message, msg.mid, msg.qos, self._generation))
 
     # -- the batch loop (main thread) -----------------------------------------------------------------
@@ -236,7 +239,7 @@ class IngestWorker:
         for d in batch:
             if d.generation == generation:
                 self._client.ack(d.mid, d.qos)
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self._clock_ms()
         self.metrics.record_batch(stored=result.stored, readings=result.readings,
                                   duplicates=result.duplicates, quarantined=result.quarantined,
                                   chain_events=[e.kind for e in result.chain_events],

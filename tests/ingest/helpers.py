@@ -159,9 +159,10 @@ def worker_environ(conninfo: str, broker_port: int, client_id: str, **settings: 
 
 @contextmanager
 def running_worker(conninfo: str, broker_port: int, client_id: str = "ingest-test",
-                   **settings: str) -> Iterator[IngestWorker]:
-    """An ingest worker in a thread of this process, connected before the block starts."""
-    worker = IngestWorker(load_config(None, worker_environ(conninfo, broker_port, client_id, **settings)))
+                   clock_ms: Callable[[], int] | None = None, **settings: str) -> Iterator[IngestWorker]:
+    """An ingest worker in a thread of this process, connected before the block starts (`clock_ms`: its
+    arrival clock, see `IngestWorker`)."""
+    worker = IngestWorker(load_config(None, worker_environ(conninfo, broker_port, client_id, **settings)), clock_ms)
     thread = threading.Thread(target=worker.run, name=f"worker-{client_id}")
     thread.start()
     try:
