@@ -1,9 +1,11 @@
-"""`mrv db migrate / status`: the schema and which storage mode is active."""
+"""`mrv db migrate / status / refresh-rollups`: the schema, which storage mode is active, and the packed
+rollups that monitoring reports read (ingest/migrations/0005_rollups.sql, 0007_reading_frames.sql)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import psycopg
 
@@ -24,12 +26,21 @@ def main(argv: list[str], prog: str = "mrv db") -> int:
                      help="auto: TimescaleDB when the extension can be used, else native partitions")
     status = commands.add_parser("status", help="schema version and storage mode",
                                  epilog=f"example: {prog} status")
-    for sub in (mig, status):
+    refresh = commands.add_parser(
+        "refresh-rollups", help="pack the days touched since the last refresh",
+        description="Reports pack new data themselves before reading; run this from a timer (or with --every) "
+                    "so that they find it packed.",
+        epilog=f"example: {prog} refresh-rollups --every 900")
+    refresh.add_argument("--every", type=float, metavar="SECONDS",
+                         help="keep refreshing, this long apart, until interrupted")
+    for sub in (mig, status, refresh):
         sub.add_argument("--conninfo", default="", help=_CONNINFO_HELP)
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     try:
         with psycopg.connect(args.conninfo, autocommit=True) as conn:
+            if args.command == "refresh-rollups":
+                return _refresh_rollups(conn, args.every)
             if args.command == "migrate":
                 applied = migrate(conn, None if args.storage == "auto" else StorageMode(args.storage))
                 print(f"applied {len(applied)} migration(s)"
@@ -45,3 +56,17 @@ def main(argv: list[str], prog: str = "mrv db") -> int:
           + (" (up to date)" if not state.pending else f" ({state.pending} pending: run `{prog} migrate`)"))
     print(f"storage mode: {state.mode.label if state.mode else 'none (not migrated)'}")
     return 0
+
+
+def _refresh_rollups(conn: psycopg.Connection, every_s: float | None) -> int:
+    try:
+        while True:
+            began = time.monotonic()
+            row = conn.execute("SELECT refresh_rollups()").fetchone()
+            print(f"packed {row[0] if row else 0} device-day(s) of readings in {time.monotonic() - began:.1f} s",
+                  flush=True)
+            if every_s is None:
+                return 0
+            time.sleep(max(every_s - (time.monotonic() - began), 0))
+    except KeyboardInterrupt:  # the way to stop --every
+        return 0

@@ -4,6 +4,9 @@ pure engine on the same data."""
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
+import sys
 import tomllib
 from typing import Any
 
@@ -189,3 +192,19 @@ def test_a_report_of_two_periods_digests_the_union_of_their_envelopes(pg_conninf
     hex_union = [h for one in loaded for h in one.data.envelope_hashes]  # duplicates at the shared boundary
     assert len(set(hex_union)) < len(hex_union)
     assert docs[0]["inputs"]["envelopes"] == EnvelopeDigest.of(hex_union).to_dict()
+
+
+def test_db_cli_refreshes_the_rollups_once_or_on_a_timer(pg_conninfo: str) -> None:
+    store(pg_conninfo, [recording()])
+    command = [sys.executable, "-m", "mrv_cli", "db", "refresh-rollups", "--conninfo", pg_conninfo]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    with psycopg.connect(pg_conninfo) as conn:
+        frames = conn.execute("SELECT count(*) FROM readings_frames").fetchone()
+    assert frames is not None and first.stdout.startswith(f"packed {frames[0]} device-day(s)") and frames[0] > 0
+    with subprocess.Popen([*command, "--every", "0.1"], stdout=subprocess.PIPE, text=True) as timer:
+        assert timer.stdout is not None
+        lines = [timer.stdout.readline() for _ in range(2)]  # nothing new: nothing packed, twice
+        timer.send_signal(signal.SIGINT)
+        assert timer.wait(10) == 0
+    assert all(line.startswith("packed 0 device-day(s)") for line in lines)
