@@ -225,7 +225,8 @@ def r4_gateway_outage(brokers: tuple[Mosquitto, Mosquitto], conninfos: tuple[str
     result.check(cut.net_wh > 0, "no net generation credited: the comparison would prove nothing")
     result.check(cut.completeness == base.completeness == 1.0,
                  f"completeness {cut.completeness} (outage) vs {base.completeness} (baseline)")
-    result.check(len(cut.notes) == len(DEVICES) and not base.notes,
+    # each device's backlog is noted (its drain can hold back a few later envelopes too: a further note)
+    result.check(all(any(f"from {d}:" in n for n in cut.notes) for d in DEVICES) and not base.notes,
                  f"the report should note the delivery gap of each device in the outage run only: "
                  f"{cut.notes} (outage) vs {base.notes} (baseline)")
     result.details.update(envelopes=cut.produced, read_during_outage_delivered_after=cut.delivered_late,
