@@ -74,11 +74,8 @@ def assess_periods(conninfo: str, config: ProjectConfig, periods: Sequence[Span]
                 progress(i, len(periods), f"period {i + 1}")
             loaded = load_period(conn, config, period, source=source, helper=helper,
                                  claims=config.claims_overlapping(period))
-            sets = [p.envelope_hashes for _, p in reports] + [loaded.data.envelope_hashes]
-            known = [s for s in sets if isinstance(s, EnvelopeHashes)]
-            if i == len(periods) - 1 and len(known) == len(sets):
-                # the report's envelope set, merged on the other core while the last period is assessed
-                union = EnvelopeHashes.union(known, background=True)
+            if i == len(periods) - 1:  # the report's envelope set, merged on the other core meanwhile
+                union = _union([p.envelope_hashes for _, p in reports] + [loaded.data.envelope_hashes])
             gap_ms = config.monitoring.gap_intervals * config.monitoring.interval_s * 1000
             reports.append((loaded, PeriodReport(assess_period(config, loaded.data),
                                                  daily_export(config, loaded.data), loaded.data.envelope_hashes,
@@ -89,6 +86,12 @@ def assess_periods(conninfo: str, config: ProjectConfig, periods: Sequence[Span]
     if progress:
         progress(len(periods), len(periods), "done")
     return [r for _, r in reports], evidence
+
+
+def _union(sets: Sequence[Sequence[str]]) -> EnvelopeHashes | None:
+    """The periods' envelope hash sets merged in the background, when all come from the database."""
+    known = [s for s in sets if isinstance(s, EnvelopeHashes)]
+    return EnvelopeHashes.union(known, background=True) if len(known) == len(sets) else None
 
 
 def run_report(conninfo: str, config: ProjectConfig, config_bytes: bytes, periods: Sequence[Span], *,
