@@ -50,6 +50,10 @@ DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 WAL_PAGES = 256
 WAL_LIMIT_BYTES = 1536 * 1024
 DISK_RESERVE_BYTES = 2 * 1024 * 1024
+# PUBACKs and receipts are written in transactions of at most this many rows (~100 KiB of log). The log
+# is bounded by WAL_LIMIT_BYTES between transactions (see `_checkpoint`) and by this within one, which
+# keeps it inside DISK_RESERVE_BYTES: a flush of thousands of rows in one transaction did not.
+WRITE_ROWS = 256
 ALARM_RANGES = 10  # evicted ranges quoted in an alarm; `evicted_ranges` returns them all
 
 # What schema 2 added: the published state, its index and counts.
@@ -261,6 +265,24 @@ def seq_ranges(rows: Iterable[tuple[str, int]]) -> list[SeqRange]:
     return ranges
 
 
+def batches(ranges: Iterable[SeqRange], size: int) -> Iterator[list[SeqRange]]:
+    """The ranges in order, split so that each batch spans at most `size` seqs."""
+    batch: list[SeqRange] = []
+    room = size
+    for r in ranges:
+        first = r.first_seq
+        while first <= r.last_seq:
+            last = min(r.last_seq, first + room - 1)
+            batch.append(SeqRange(r.device_id, first, last))
+            room -= last - first + 1
+            first = last + 1
+            if room == 0:
+                yield batch
+                batch, room = [], size
+    if batch:
+        yield batch
+
+
 class Outbox:
     """The SQLite outbox at `path` (created unless `create=False`)."""
 
@@ -323,6 +345,16 @@ class Outbox:
         except sqlite3.Error as e:
             raise OutboxError(f"outbox {self.path}: {e}") from e
 
+    @property
+    def _wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def _wal_bytes(self) -> int:
+        try:
+            return self._wal_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._errors():
@@ -331,10 +363,21 @@ class Outbox:
             try:
                 yield
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as e:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error) and e.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    self._checkpoint()  # give the log's room back, so that the next write can free space
                 raise
+            if self._wal_bytes() > WAL_LIMIT_BYTES:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the log into the database and truncate it, waiting (busy timeout) for readers to let go.
+        SQLite's automatic checkpoints never wait: a reader that is always busy (the publisher, polling
+        status) keeps them from restarting the log, which then grows past the disk reserve and every
+        write fails with SQLITE_FULL, for good."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def append(self, drafts: Sequence[Draft], now_ms: int) -> AppendResult:
         """Number, chain, sign and persist the drafts (any devices, in order) in one transaction.
@@ -406,9 +449,7 @@ class Outbox:
         page_size, pages, free_pages = (int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
                                         for name in ("page_size", "page_count", "freelist_count"))
         unsaved = max(0, pages * page_size - self.path.stat().st_size)
-        wal = self.path.with_name(self.path.name + "-wal")
-        wal_bytes = wal.stat().st_size if wal.exists() else 0
-        return (disk.f_bavail * disk.f_frsize + wal_bytes + free_pages * page_size - unsaved
+        return (disk.f_bavail * disk.f_frsize + self._wal_bytes() + free_pages * page_size - unsaved
                 - self.disk_reserve)
 
     def _evict(self, at_least: int, now_ms: int) -> tuple[list[SeqRange], int]:
@@ -463,32 +504,34 @@ class Outbox:
                 "AND published_ms IS NOT NULL ORDER BY seq LIMIT ?", (device_id, below_seq, limit)).fetchall()
 
     def mark_published(self, acked: Mapping[str, Sequence[int]], wall_ms: int) -> int:
-        """Record the broker's PUBACKs (all devices, one transaction); returns how many rows were kept
-        (a row receipted before its PUBACK was recorded is gone, and stays gone)."""
+        """Record the broker's PUBACKs (all devices, WRITE_ROWS rows per transaction); returns how many
+        rows were kept (a row receipted before its PUBACK was recorded is gone, and stays gone)."""
+        ranges = [r for device_id, seqs in acked.items() for r in seq_ranges((device_id, s) for s in sorted(seqs))]
         marked = 0
-        with self._transaction():
-            for device_id, seqs in acked.items():
-                for r in seq_ranges((device_id, seq) for seq in sorted(seqs)):
+        for batch in batches(ranges, WRITE_ROWS):
+            with self._transaction():
+                for r in batch:
                     marked += self._db.execute(
                         "UPDATE queue SET published_ms = ? WHERE device_id = ? AND seq BETWEEN ? AND ?",
-                        (wall_ms, device_id, r.first_seq, r.last_seq)).rowcount
+                        (wall_ms, r.device_id, r.first_seq, r.last_seq)).rowcount
         return marked
 
     def delete_receipted(self, receipted: Mapping[str, Sequence[tuple[int, int]]], now_ms: int) -> int:
-        """Delete what ingest's receipts name, (first, last) seq ranges per device, in one transaction;
-        returns how many rows were still kept."""
+        """Delete what ingest's receipts name, (first, last) seq ranges per device, WRITE_ROWS seqs per
+        transaction; returns how many rows were still kept."""
+        spans = [SeqRange(device_id, first, last) for device_id, pairs in receipted.items() for first, last in pairs]
         deleted = 0
-        with self._transaction():
-            for device_id, spans in receipted.items():
-                if not spans:
-                    continue
+        for batch in batches(spans, WRITE_ROWS):
+            with self._transaction():
                 deleted += self._db.executemany(
                     "DELETE FROM queue WHERE device_id = ? AND seq BETWEEN ? AND ?",
-                    ((device_id, first, last) for first, last in spans)).rowcount
-                self._db.execute(
+                    ((r.device_id, r.first_seq, r.last_seq) for r in batch)).rowcount
+                receipted_to: dict[str, int] = {}
+                for r in batch:
+                    receipted_to[r.device_id] = max(receipted_to.get(r.device_id, -1), r.last_seq)
+                self._db.executemany(
                     "UPDATE devices SET receipted_seq = max(coalesce(receipted_seq, -1), ?), receipted_ms = ? "
-                    "WHERE device_id = ?",
-                    (max(last for _, last in spans), now_ms, device_id))
+                    "WHERE device_id = ?", ((last, now_ms, device_id) for device_id, last in receipted_to.items()))
         return deleted
 
     def receipted_seqs(self) -> dict[str, int]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from edge_agent.outbox import (
     Outbox,
     OverflowPolicy,
     SeqRange,
+    batches,
     seq_ranges,
 )
 from protocol import Ed25519Signer, Metric, Reading, Signer, parse_envelope
@@ -215,19 +217,12 @@ def test_a_full_disk_is_a_full_outbox(tmp_path: Path, signers: dict[str, Signer]
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """R9's rule in small: on a disk with room for ~300 KB beyond the reserve, appends never fail with
     SQLITE_FULL; drop_oldest evicts the oldest envelopes, records them and raises the alarm."""
-    capacity = outbox_module.DISK_RESERVE_BYTES + 300_000
-
-    def statvfs(path: object) -> SimpleNamespace:  # a disk holding only the outbox's files
-        used = sum(f.stat().st_size for f in tmp_path.iterdir())
-        return SimpleNamespace(f_bavail=max(0, capacity - used), f_frsize=1)
-
-    monkeypatch.setattr(outbox_module.os, "statvfs", statvfs)
+    capacity = small_disk(tmp_path, monkeypatch, 300_000)
     with Outbox(tmp_path / "o.sqlite") as outbox:
         results = [outbox.append(drafts(signers, T0 + i * 10_000, 1000 + i), T0 + i * 10_000) for i in range(3000)]
         assert all(len(r.appended) == 2 and not r.refused for r in results)
         assert any(r.evicted for r in results) and all(r.disk_bound for r in results if r.evicted)
-        files = sum(f.stat().st_size for f in tmp_path.iterdir())
-        assert files <= capacity
+        assert files_size(tmp_path) <= capacity
         for device in DEVICES:
             kept = [s for s, _ in outbox.pending(device, -1, 10_000)]
             ranges = outbox.evicted_ranges(device)
@@ -235,6 +230,97 @@ def test_a_full_disk_is_a_full_outbox(tmp_path: Path, signers: dict[str, Signer]
             evicted = [s for r in ranges for s in range(r.first_seq, r.last_seq + 1)]
             assert sorted(kept + evicted) == list(range(3000))
         assert {a.code for a in outbox.alarms()} == {AlarmCode.OUTBOX_EVICTED}
+
+
+def test_draining_a_full_disk_stays_within_the_reserve(tmp_path: Path, signers: dict[str, Signer],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """R9 after the uplink is back: the PUBACKs and receipts of a whole disk-bound outbox, recorded in
+    one call each, must fit the reserve left for the write-ahead log. One transaction for all of them
+    wrote ~2 MB of log at once: SQLITE_FULL on a real disk."""
+    capacity = small_disk(tmp_path, monkeypatch, 1_800_000)
+    logs: list[int] = []  # the log's size whenever it is checkpointed: its largest since the last one
+    checkpoint = Outbox._checkpoint
+
+    def measured_checkpoint(outbox: Outbox) -> None:
+        logs.append(outbox._wal_bytes())
+        checkpoint(outbox)
+
+    monkeypatch.setattr(Outbox, "_checkpoint", measured_checkpoint)
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        for i in range(4000):
+            outbox.append(drafts(signers, T0 + i * 10_000, 1000 + i), T0 + i * 10_000)
+        assert outbox.alarms(), "the disk did not fill up"
+        acked = {device: [s for s, _ in outbox.pending(device, -1, 10_000)] for device in DEVICES}
+        rows = sum(map(len, acked.values()))
+        assert rows > 5000
+        assert outbox.mark_published(acked, T0) == rows
+        assert files_size(tmp_path) <= capacity
+        receipts = {device: [(seqs[0], seqs[-1])] for device, seqs in acked.items()}
+        assert outbox.delete_receipted(receipts, T0) == rows
+        assert files_size(tmp_path) <= capacity
+        assert outbox.status().kept == 0
+        assert outbox.receipted_seqs() == {device: seqs[-1] for device, seqs in acked.items()}
+        logs.append(outbox._wal_bytes())
+    assert max(logs) <= outbox_module.WAL_LIMIT_BYTES + 128 * 1024 < outbox_module.DISK_RESERVE_BYTES
+
+
+def test_a_reader_that_never_pauses_does_not_starve_the_log_into_a_full_disk(
+        tmp_path: Path, signers: dict[str, Signer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher reads the outbox all the time while the agent appends. SQLite's automatic
+    checkpoints then never restart the log: it grew past the reserve and, on a real disk (R9 in CI),
+    every later write failed with SQLITE_FULL."""
+    capacity = small_disk(tmp_path, monkeypatch, 300_000)
+    stop = threading.Event()
+
+    def publisher() -> None:
+        with Outbox(tmp_path / "o.sqlite") as reader:
+            while not stop.is_set():
+                for device in DEVICES:
+                    reader.pending(device, -1, 100)
+
+    wal = tmp_path / "o.sqlite-wal"
+    largest_log = largest_files = 0
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        thread = threading.Thread(target=publisher)
+        thread.start()
+        try:
+            for i in range(2500):
+                outbox.append(drafts(signers, T0 + i * 10_000, 1000 + i), T0 + i * 10_000)
+                largest_log = max(largest_log, wal.stat().st_size)
+                largest_files = max(largest_files, files_size(tmp_path))
+        finally:
+            stop.set()
+            thread.join()
+        assert outbox.alarms(), "the disk did not fill up"
+    assert largest_log <= outbox_module.WAL_LIMIT_BYTES + 64 * 1024
+    assert largest_files <= capacity
+
+
+def test_batches_split_ranges_into_bounded_runs() -> None:
+    ranges = [SeqRange("a", 0, 4), SeqRange("b", 7, 7), SeqRange("a", 9, 12)]
+    assert list(batches(ranges, 4)) == [
+        [SeqRange("a", 0, 3)], [SeqRange("a", 4, 4), SeqRange("b", 7, 7), SeqRange("a", 9, 10)],
+        [SeqRange("a", 11, 12)]]
+    assert list(batches([], 4)) == []
+    assert [r for b in batches(ranges, 1) for r in b] == [SeqRange(d, s, s) for d, a, z in
+                                                          [("a", 0, 4), ("b", 7, 7), ("a", 9, 12)]
+                                                          for s in range(a, z + 1)]
+
+
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: int) -> int:
+    """Make the outbox see a disk of `room` bytes beyond the reserve that holds only its own files."""
+    capacity = outbox_module.DISK_RESERVE_BYTES + room
+
+    def statvfs(path: object) -> SimpleNamespace:
+        used = sum(f.stat().st_size for f in tmp_path.iterdir())
+        return SimpleNamespace(f_bavail=max(0, capacity - used), f_frsize=1)
+
+    monkeypatch.setattr(outbox_module.os, "statvfs", statvfs)
+    return capacity
+
+
+def files_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir())
 
 
 def test_an_envelope_is_queued_then_published_then_deleted_by_its_receipt(tmp_path: Path,
