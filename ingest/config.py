@@ -94,6 +94,12 @@ class PartitionsConfig(_Model):
     months_ahead: int = Field(default=3, ge=0)
 
 
+class RollupsConfig(_Model):
+    # The worker re-packs the days touched since the last refresh this often (0: it does not; then a
+    # timer, `mrv db refresh-rollups --every S`, or each report does). Each refresh re-packs whole days.
+    interval_s: float = Field(default=900.0, ge=0)
+
+
 class IngestConfig(_Model):
     broker: BrokerConfig = BrokerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -102,6 +108,7 @@ class IngestConfig(_Model):
     checks: ChecksConfig = ChecksConfig()
     http: HttpConfig = HttpConfig()
     partitions: PartitionsConfig = PartitionsConfig()
+    rollups: RollupsConfig = RollupsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

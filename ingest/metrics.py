@@ -7,6 +7,7 @@ one lock: updates happen once per batch, scrapes rarely.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -18,7 +19,7 @@ def _fmt(value: float) -> str:
 
 class IngestMetrics:
     """received, stored, readings, duplicates, quarantined{reason}, chain_events{kind}, batch latency,
-    lag, queue depth, and whether the broker and the database are reachable."""
+    lag, queue depth, whether the broker and the database are reachable, and the rollup refreshes."""
 
     def __init__(self, queue_depth: Callable[[], int] = lambda: 0) -> None:
         self._lock = threading.Lock()
@@ -36,6 +37,9 @@ class IngestMetrics:
         self.database_up = False
         self._bucket_counts = [0] * len(LATENCY_BUCKETS_S)
         self._latency_sum = 0.0
+        self.rollup_refreshes = {"ok": 0, "failed": 0}
+        self.rollup_refresh_s = 0.0
+        self.rollups_refreshed_at = 0.0  # Unix time of the last successful refresh; 0: none yet
 
     def count_received(self, n: int) -> None:
         with self._lock:
@@ -67,6 +71,13 @@ class IngestMetrics:
     def set_database_up(self) -> None:
         with self._lock:
             self.database_up = True
+
+    def record_rollup_refresh(self, *, ok: bool, seconds: float = 0.0) -> None:
+        with self._lock:
+            self.rollup_refreshes["ok" if ok else "failed"] += 1
+            if ok:
+                self.rollup_refresh_s = seconds
+                self.rollups_refreshed_at = time.time()
 
     def set_broker_connected(self, connected: bool) -> None:
         with self._lock:
@@ -109,4 +120,10 @@ class IngestMetrics:
                    [("", self.broker_connected)])
             metric("database_up", "gauge", "1 while the last database operation succeeded",
                    [("", self.database_up)])
+            metric("rollup_refreshes_total", "counter", "refreshes of the packed rollups by this worker",
+                   [(f'{{result="{r}"}}', n) for r, n in self.rollup_refreshes.items()])
+            metric("rollup_refresh_seconds", "gauge", "duration of the last successful rollup refresh",
+                   [("", self.rollup_refresh_s)])
+            metric("rollups_refreshed_timestamp_seconds", "gauge",
+                   "Unix time of the last successful rollup refresh (0: none yet)", [("", self.rollups_refreshed_at)])
         return "\n".join(out) + "\n"

@@ -7,7 +7,8 @@ messages; the main thread cuts batches (size or time), runs them through `Ingest
 device's delivery receipt (`ingest.receipts`) and acks each message of a committed batch. Bad input
 is quarantined and acked like good input, so it never blocks the stream. While the database is down
 nothing is acked: the batch is retried by itself with jittered backoff and the broker holds the rest
-(at most Receive Maximum messages in flight to us).
+(at most Receive Maximum messages in flight to us). A thread keeps the packed rollups that reports read
+current (`ingest.rollups`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ingest.health import HealthServer
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Ingestor
 from ingest.receipts import batch_receipts
+from ingest.rollups import RollupKeeper
 from ingest.screening import Screener, default_processes
 from ingest.store import BatchResult, Store
 from mrv_common.logs import log_event
@@ -161,6 +163,8 @@ class IngestWorker:
                       months_ahead=cfg.partitions.months_ahead, application_name=cfg.broker.client_id)
         ingestor = Ingestor(store, screener)
         http = HealthServer(self.metrics, cfg.http.host, cfg.http.port).start() if cfg.http.port else None
+        rollups = (RollupKeeper(cfg.database.conninfo, cfg.rollups.interval_s, self.metrics,
+                                f"{cfg.broker.client_id}-rollups").start() if cfg.rollups.interval_s else None)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho lacks hints
         props.SessionExpiryInterval = cfg.broker.session_expiry_s
         props.ReceiveMaximum = cfg.broker.receive_maximum
@@ -168,7 +172,8 @@ class IngestWorker:
                                    clean_start=False, properties=props)
         self._client.loop_start()
         log_event(log, logging.INFO, "ingest_started", client_id=cfg.broker.client_id, processes=processes,
-                  batch=cfg.batch.max_messages, http_port=http.port if http else None)
+                  batch=cfg.batch.max_messages, http_port=http.port if http else None,
+                  rollups_every_s=cfg.rollups.interval_s or None)
         next_maintenance = time.monotonic()  # at once: checks the schema, makes the partitions
         try:
             while not self._stop.is_set():
@@ -187,6 +192,8 @@ class IngestWorker:
             self._client.disconnect()
             self._client.loop_stop()
             ingestor.close()
+            if rollups is not None:
+                rollups.close()
             if http is not None:
                 http.close()
             log_event(log, logging.INFO, "ingest_stopped", client_id=cfg.broker.client_id)

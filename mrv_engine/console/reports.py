@@ -110,7 +110,9 @@ def _generate(config: ConsoleConfig, project: ProjectConfig, config_bytes: bytes
     periods = monthly_periods(first, last, project.utc_offset_minutes)
     try:
         check_ended(periods, project.utc_offset_minutes, int(time.time() * 1000))
-        reports, evidence = assess_periods(config.conninfo, project, periods, log_vkey=config.log_vkey)
+        # Read only: ingest keeps the rollups (`ingest.rollups`); days it has not packed yet are read raw.
+        reports, evidence = assess_periods(config.conninfo, project, periods, refresh=False,
+                                           log_vkey=config.log_vkey)
     except (ValueError, MrvError) as e:
         raise ReportError(f"the report cannot be made: {e}") from None
     doc = build_report(project, config_bytes, reports, source="rollup", evidence=evidence)

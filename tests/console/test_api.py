@@ -157,3 +157,24 @@ def test_a_report_is_made_again_only_when_its_inputs_change(console_client: Test
     assert second["data_version"] != first["data_version"] and second["evidence_available"]
     cached = console_config.reports_dir / PV_PROJECT / REPORT_PERIOD
     assert [p.name for p in cached.iterdir()] == [second["data_version"]]
+
+
+def test_reading_a_report_leaves_the_rollups_to_ingest(console_db: str, console_seed: SeedDatabase,
+                                                      tmp_path: Path) -> None:
+    """A GET used to refresh the rollups before making a report: a write, and a slow one. Ingest keeps them
+    now (`ingest.rollups`); the console reads, and a day not packed yet is read raw, to the same numbers."""
+    path = f"/api/v1/projects/{PV_PROJECT}/reports/{REPORT_PERIOD}"
+    reader = _auth(console_seed, Role.VERIFIER)
+    with TestClient(create_app(make_config(console_db, console_seed.seeded, tmp_path / "packed"))) as client:
+        packed = client.get(path, headers=reader)
+    with psycopg.connect(console_db, autocommit=True) as conn:  # nothing packed: every day is pending
+        conn.execute("DELETE FROM readings_frames")
+        conn.execute("DELETE FROM envelopes_packed")
+        conn.execute("UPDATE rollup_watermark SET (txid, envelope_id) = ('0', 0)")
+    with TestClient(create_app(make_config(console_db, console_seed.seeded, tmp_path / "raw"))) as client:
+        raw = client.get(path, headers=reader)
+    assert packed.status_code == raw.status_code == 200, raw.text
+    assert raw.json()["report"]["totals"] == packed.json()["report"]["totals"]
+    with psycopg.connect(console_db) as conn:
+        assert conn.execute("SELECT count(*) FROM readings_frames").fetchone() == (0,)
+        assert conn.execute("SELECT txid::text, envelope_id FROM rollup_watermark").fetchone() == ("0", 0)
