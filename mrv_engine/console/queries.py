@@ -222,6 +222,13 @@ class PeriodInfo(BaseModel):
 # ---------------------------------------------------------------- projects and devices
 
 
+# A device's newest envelope (highest seq), through the (device_id, seq) index: its arrival is the
+# device's "last seen". Counts come from the packed rollups (`envelope_counts`, `reading_counts`,
+# migration 0008), so no page scans every envelope or reading.
+_NEWEST_ENVELOPE = ("SELECT seq, received_at, device_time FROM envelopes e WHERE e.device_id = d.id "
+                    "ORDER BY seq DESC LIMIT 1")
+
+
 def _now(conn: psycopg.Connection) -> dt.datetime:
     row = conn.execute("SELECT now()").fetchone()
     assert row is not None
@@ -230,10 +237,10 @@ def _now(conn: psycopg.Connection) -> dt.datetime:
 
 def list_projects(conn: psycopg.Connection, projects_dir: Path | None = None) -> list[Project]:
     rows = conn.execute(
-        "SELECT p.id, p.created_at, count(DISTINCT d.id), coalesce(sum(e.n), 0), max(e.last_seen) "
+        "SELECT p.id, p.created_at, count(d.id), coalesce(sum(c.envelopes), 0), max(l.received_at) "
         "FROM projects p LEFT JOIN devices d ON d.project_id = p.id "
-        "LEFT JOIN (SELECT device_id, count(*) AS n, max(received_at) AS last_seen FROM envelopes "
-        "           GROUP BY device_id) e ON e.device_id = d.id "
+        "LEFT JOIN envelope_counts(ARRAY(SELECT id FROM devices)) c ON c.device_id = d.id "
+        f"LEFT JOIN LATERAL ({_NEWEST_ENVELOPE}) l ON true "
         "GROUP BY p.id, p.created_at ORDER BY p.id").fetchall()
     return [Project(id=i, created_at=c, devices=d, envelopes=int(n), last_seen=s,
                     has_config=projects_dir is not None and (projects_dir / f"{i}.toml").is_file())
@@ -262,7 +269,7 @@ def _key_status(keys: list[KeyState]) -> Literal["active", "revoked", "expired",
 def list_devices(conn: psycopg.Connection, project_id: str | None = None, *, device_id: str | None = None,
                  online_within_s: int = 900, count_readings: bool = True) -> list[DeviceStatus]:
     """Every device (of a project, or one device) with its keys, arrivals, chain and quarantine state.
-    `count_readings` False leaves `readings` 0 and spares a scan of the readings table."""
+    `count_readings` False leaves `readings` 0 and spares counting them."""
     now = _now(conn)
     where = [project_id, project_id, device_id, device_id]
     devices = conn.execute(
@@ -281,10 +288,14 @@ def list_devices(conn: psycopg.Connection, project_id: str | None = None, *, dev
                                                  valid_until=valid_until, revoked_at=revoked_at,
                                                  valid_now=valid_now))
     envelopes = {r[0]: r[1:] for r in conn.execute(
-        "SELECT device_id, count(*), min(seq), max(seq), max(received_at), max(device_time) FROM envelopes "
-        "WHERE device_id = ANY(%s) GROUP BY device_id", [ids])}
+        "SELECT d.id, c.envelopes, f.seq, l.seq, l.received_at, t.device_time "
+        "FROM devices d JOIN envelope_counts(%s) c ON c.device_id = d.id "
+        f"JOIN LATERAL ({_NEWEST_ENVELOPE}) l ON true "
+        "CROSS JOIN LATERAL (SELECT seq FROM envelopes e WHERE e.device_id = d.id ORDER BY seq LIMIT 1) f "
+        "CROSS JOIN LATERAL (SELECT device_time FROM envelopes e WHERE e.device_id = d.id "
+        "                    ORDER BY device_time DESC LIMIT 1) t", [ids])}
     readings: dict[str, int] = {} if not count_readings else dict(conn.execute(
-        "SELECT device_id, count(*) FROM readings WHERE device_id = ANY(%s) GROUP BY device_id", [ids]).fetchall())
+        "SELECT device_id, sum(readings)::bigint FROM reading_counts(%s) GROUP BY device_id", [ids]).fetchall())
     events: dict[tuple[str, str], int] = {(d, k): n for d, k, n in conn.execute(
         "SELECT device_id, kind, count(*) FROM chain_events WHERE device_id = ANY(%s) GROUP BY 1, 2", [ids])}
     quarantine: dict[str, list[ReasonCount]] = {}
@@ -313,15 +324,18 @@ def get_device(conn: psycopg.Connection, device_id: str, *, online_within_s: int
     found = list_devices(conn, device_id=device_id, online_within_s=online_within_s)
     if not found:
         raise NotFound(f"no device {device_id}")
-    ranges = conn.execute(
+    ranges = [] if not found[0].missing_seqs else conn.execute(  # walks the device's envelopes
         "SELECT seq + 1, next_seq - 1 FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS next_seq "
         "FROM envelopes WHERE device_id = %s) s WHERE next_seq > seq + 1 ORDER BY seq LIMIT 100",
         [device_id]).fetchall()
     events = conn.execute("SELECT id, kind, seq_from, seq_to, detail, recorded_at FROM chain_events "
                           "WHERE device_id = %s ORDER BY id DESC LIMIT 100", [device_id]).fetchall()
     names = {info.metric.value: name for name, info in METRICS_BY_NAME.items()}
-    metrics = conn.execute("SELECT metric, count(*), min(ts), max(ts) FROM readings WHERE device_id = %s "
-                           "GROUP BY metric ORDER BY metric", [device_id]).fetchall()
+    metrics = conn.execute(
+        "SELECT c.metric, c.readings, "
+        "(SELECT min(ts) FROM readings r WHERE r.device_id = c.device_id AND r.metric = c.metric), "
+        "(SELECT max(ts) FROM readings r WHERE r.device_id = c.device_id AND r.metric = c.metric) "
+        "FROM reading_counts(%s) c ORDER BY c.metric", [[device_id]]).fetchall()
     return DeviceDetail(
         **found[0].model_dump(),
         missing_ranges=[SeqRange(first=a, last=b) for a, b in ranges],
@@ -368,10 +382,11 @@ def device_readings(conn: psycopg.Connection, device_id: str, metric: str, start
 def fleet_summary(conn: psycopg.Connection, online_within_s: int = 900) -> FleetSummary:
     devices = list_devices(conn, online_within_s=online_within_s, count_readings=False)
     seen = [d for d in devices if d.last_seen is not None]
-    hours = conn.execute(
-        "SELECT date_trunc('hour', device_time), count(*) FROM envelopes "
-        "WHERE device_time > (SELECT max(device_time) FROM envelopes) - interval '24 hours' "
-        "GROUP BY 1 ORDER BY 1").fetchall()
+    newest = max((d.last_device_time for d in devices if d.last_device_time is not None), default=None)
+    hours = [] if newest is None else conn.execute(  # each device's last day, through its device-time index
+        "SELECT date_trunc('hour', e.device_time), count(*) FROM devices d CROSS JOIN LATERAL "
+        "(SELECT device_time FROM envelopes e WHERE e.device_id = d.id AND e.device_time > %s) e "
+        "GROUP BY 1 ORDER BY 1", [newest - dt.timedelta(hours=24)]).fetchall()
     quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()
     checkpoint = conn.execute("SELECT max(size) FROM checkpoints").fetchone()
     projects = conn.execute("SELECT count(*) FROM projects").fetchone()
@@ -489,14 +504,38 @@ def list_checkpoints(conn: psycopg.Connection, log_vkey: str | None = None, limi
 # ---------------------------------------------------------------- MRV periods
 
 
+# Envelopes per month of the project clock: a packed day inside one such month counts whole; envelopes
+# of days touched since the last refresh, and of the UTC days a month of the project clock begins in,
+# are counted raw (through the device-time index).
+_ENVELOPES_PER_MONTH = """
+WITH ids AS (SELECT array_agg(id) AS ids FROM devices WHERE project_id = %(project)s),
+pending AS MATERIALIZED (
+    SELECT DISTINCT p.device_id, p.day FROM rollup_pending() p, ids WHERE p.metric IS NULL AND p.device_id = ANY(ids.ids)
+),
+packed AS MATERIALIZED (
+    SELECT ep.device_id, ep.day, ep.n,
+           date_trunc('month', ep.day + make_interval(mins => %(offset)s)) AS month,
+           date_trunc('month', ep.day + make_interval(days => 1, mins => %(offset)s, secs => -0.001)) AS month_end
+    FROM envelopes_packed ep, ids WHERE ep.device_id = ANY(ids.ids)
+        AND NOT EXISTS (SELECT 1 FROM pending d WHERE d.device_id = ep.device_id AND d.day = ep.day)
+),
+raw_days AS (SELECT device_id, day FROM pending UNION SELECT device_id, day FROM packed WHERE month <> month_end)
+SELECT month::date, sum(n)::bigint FROM (
+    SELECT month, n FROM packed WHERE month = month_end
+    UNION ALL
+    SELECT date_trunc('month', e.device_time AT TIME ZONE 'UTC' + make_interval(mins => %(offset)s)), 1
+    FROM raw_days r JOIN envelopes e ON e.device_id = r.device_id
+        AND e.device_time >= r.day::timestamp AT TIME ZONE 'UTC'
+        AND e.device_time < (r.day + 1)::timestamp AT TIME ZONE 'UTC'
+) counted GROUP BY 1 ORDER BY 1 DESC
+"""
+
+
 def list_periods(conn: psycopg.Connection, project_id: str, utc_offset_minutes: int = 0) -> list[PeriodInfo]:
     """The months (of the project clock) in which the project's devices have envelopes, newest first."""
     if conn.execute("SELECT 1 FROM projects WHERE id = %s", [project_id]).fetchone() is None:
         raise NotFound(f"no project {project_id}")
-    rows = conn.execute(
-        "SELECT date_trunc('month', e.device_time AT TIME ZONE 'UTC' + make_interval(mins => %s))::date, count(*) "
-        "FROM envelopes e JOIN devices d ON d.id = e.device_id WHERE d.project_id = %s GROUP BY 1 ORDER BY 1 DESC",
-        [utc_offset_minutes, project_id]).fetchall()
+    rows = conn.execute(_ENVELOPES_PER_MONTH, {"project": project_id, "offset": utc_offset_minutes}).fetchall()
     out = []
     for first, n in rows:
         following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)

@@ -150,3 +150,64 @@ def test_periods_are_the_months_with_data(conn: psycopg.Connection) -> None:
     assert set(projects) == {PV_PROJECT, WIND_PROJECT} and projects[PV_PROJECT].devices == 1
     with pytest.raises(queries.NotFound):
         queries.list_periods(conn, "nope")
+
+
+def _raw_counts(conn: psycopg.Connection, offset_minutes: int) -> tuple[object, ...]:
+    """What the console's counts must equal: every row counted."""
+    return (
+        conn.execute("SELECT d.id, count(e.id) FROM devices d LEFT JOIN envelopes e ON e.device_id = d.id "
+                     "GROUP BY 1 ORDER BY 1").fetchall(),
+        conn.execute("SELECT device_id, count(*) FROM readings GROUP BY 1 ORDER BY 1").fetchall(),
+        conn.execute("SELECT metric, count(*), min(ts), max(ts) FROM readings WHERE device_id = %s GROUP BY 1 "
+                     "ORDER BY 1", [PV_DEVICE]).fetchall(),
+        conn.execute("SELECT date_trunc('month', e.device_time AT TIME ZONE 'UTC' + make_interval(mins => %s))::date, "
+                     "count(*) FROM envelopes e JOIN devices d ON d.id = e.device_id WHERE d.project_id = %s "
+                     "GROUP BY 1 ORDER BY 1 DESC", [offset_minutes, PV_PROJECT]).fetchall(),
+        conn.execute("SELECT p.id, count(e.id) FROM projects p LEFT JOIN devices d ON d.project_id = p.id "
+                     "LEFT JOIN envelopes e ON e.device_id = d.id GROUP BY 1 ORDER BY 1").fetchall())
+
+
+def _console_counts(conn: psycopg.Connection, offset_minutes: int) -> tuple[object, ...]:
+    devices = queries.list_devices(conn)
+    names = {info.metric.value: name for name, info in queries.METRICS_BY_NAME.items()}
+    metric_ids = {name: m for m, name in names.items()}
+    pv = queries.get_device(conn, PV_DEVICE)
+    return (
+        sorted((d.id, d.envelopes) for d in devices),
+        sorted((d.id, d.readings) for d in devices if d.readings),
+        [(metric_ids[m.metric], m.readings, m.first, m.last) for m in pv.metrics],
+        [(p.first_day, p.envelopes) for p in queries.list_periods(conn, PV_PROJECT, offset_minutes)],
+        [(p.id, p.envelopes) for p in queries.list_projects(conn)])
+
+
+@pytest.mark.parametrize("offset_minutes", [480, -300])
+def test_counts_from_the_rollups_equal_counting_every_row(conn: psycopg.Connection, offset_minutes: int) -> None:
+    """The pages count from the packed rollups and read raw rows only for days touched since the last
+    refresh (migration 0008): equal to counting every row, whatever has been packed."""
+    # A month of the project clock that begins inside a packed UTC day: its envelopes are split there.
+    conn.execute("UPDATE envelopes SET device_time = device_time - interval '40 days' "
+                 "WHERE device_id = %s AND seq %% 7 = 0", [PV_DEVICE])
+    conn.execute("UPDATE readings SET ts = ts - interval '40 days' WHERE envelope_id IN "
+                 "(SELECT id FROM envelopes WHERE device_id = %s AND seq %% 7 = 0)", [PV_DEVICE])
+    raw = _raw_counts(conn, offset_minutes)
+    assert len(raw[3]) >= 2, "the data should span two months"
+
+    conn.execute("UPDATE rollup_watermark SET (txid, envelope_id) = ('0', 0)")  # nothing packed is current
+    assert _console_counts(conn, offset_minutes) == raw
+    conn.execute("SELECT refresh_rollups()")  # everything packed
+    assert conn.execute("SELECT count(*) FROM rollup_pending()").fetchone() == (0,)
+    split = conn.execute("SELECT count(*) FROM envelopes_packed WHERE date_trunc('month', day + make_interval(mins "
+                         "=> %(o)s)) <> date_trunc('month', day + make_interval(days => 1, mins => %(o)s, secs => -1))",
+                         {"o": offset_minutes}).fetchone()
+    assert split is not None and split[0] > 0, "no packed day holds the start of a month"
+    assert _console_counts(conn, offset_minutes) == raw
+    # Half the envelopes touched since: their days' packs are stale (made wrong here) and must be ignored.
+    conn.execute("UPDATE rollup_watermark SET (txid, envelope_id) = (SELECT txid, id FROM envelopes "
+                 "ORDER BY txid, id OFFSET (SELECT count(*) / 2 FROM envelopes) LIMIT 1)")
+    stale = conn.execute("SELECT count(DISTINCT (device_id, day)) FROM rollup_pending()").fetchone()
+    assert stale is not None and stale[0] > 0
+    conn.execute("UPDATE envelopes_packed p SET n = n + 1000 FROM rollup_pending() d "
+                 "WHERE d.metric IS NULL AND d.device_id = p.device_id AND d.day = p.day")
+    conn.execute("UPDATE readings_frames f SET counts = array_fill(1000, ARRAY[cardinality(counts)]) "
+                 "FROM rollup_pending() d WHERE d.metric IS NOT NULL AND d.device_id = f.device_id AND d.day = f.day")
+    assert _console_counts(conn, offset_minutes) == raw
