@@ -224,7 +224,7 @@ class PeriodInfo(BaseModel):
 
 # A device's newest envelope (highest seq), through the (device_id, seq) index: its arrival is the
 # device's "last seen". Counts come from the packed rollups (`envelope_counts`, `reading_counts`,
-# migration 0008), so no page scans every envelope or reading.
+# `envelope_months`, migration 0008), so no page scans every envelope or reading.
 _NEWEST_ENVELOPE = ("SELECT seq, received_at, device_time FROM envelopes e WHERE e.device_id = d.id "
                     "ORDER BY seq DESC LIMIT 1")
 
@@ -504,38 +504,12 @@ def list_checkpoints(conn: psycopg.Connection, log_vkey: str | None = None, limi
 # ---------------------------------------------------------------- MRV periods
 
 
-# Envelopes per month of the project clock: a packed day inside one such month counts whole; envelopes
-# of days touched since the last refresh, and of the UTC days a month of the project clock begins in,
-# are counted raw (through the device-time index).
-_ENVELOPES_PER_MONTH = """
-WITH ids AS (SELECT array_agg(id) AS ids FROM devices WHERE project_id = %(project)s),
-pending AS MATERIALIZED (
-    SELECT DISTINCT p.device_id, p.day FROM rollup_pending() p, ids WHERE p.metric IS NULL AND p.device_id = ANY(ids.ids)
-),
-packed AS MATERIALIZED (
-    SELECT ep.device_id, ep.day, ep.n,
-           date_trunc('month', ep.day + make_interval(mins => %(offset)s)) AS month,
-           date_trunc('month', ep.day + make_interval(days => 1, mins => %(offset)s, secs => -0.001)) AS month_end
-    FROM envelopes_packed ep, ids WHERE ep.device_id = ANY(ids.ids)
-        AND NOT EXISTS (SELECT 1 FROM pending d WHERE d.device_id = ep.device_id AND d.day = ep.day)
-),
-raw_days AS (SELECT device_id, day FROM pending UNION SELECT device_id, day FROM packed WHERE month <> month_end)
-SELECT month::date, sum(n)::bigint FROM (
-    SELECT month, n FROM packed WHERE month = month_end
-    UNION ALL
-    SELECT date_trunc('month', e.device_time AT TIME ZONE 'UTC' + make_interval(mins => %(offset)s)), 1
-    FROM raw_days r JOIN envelopes e ON e.device_id = r.device_id
-        AND e.device_time >= r.day::timestamp AT TIME ZONE 'UTC'
-        AND e.device_time < (r.day + 1)::timestamp AT TIME ZONE 'UTC'
-) counted GROUP BY 1 ORDER BY 1 DESC
-"""
-
-
 def list_periods(conn: psycopg.Connection, project_id: str, utc_offset_minutes: int = 0) -> list[PeriodInfo]:
     """The months (of the project clock) in which the project's devices have envelopes, newest first."""
     if conn.execute("SELECT 1 FROM projects WHERE id = %s", [project_id]).fetchone() is None:
         raise NotFound(f"no project {project_id}")
-    rows = conn.execute(_ENVELOPES_PER_MONTH, {"project": project_id, "offset": utc_offset_minutes}).fetchall()
+    rows = conn.execute("SELECT month, envelopes FROM envelope_months(%s, %s) ORDER BY month DESC",
+                        [project_id, utc_offset_minutes]).fetchall()
     out = []
     for first, n in rows:
         following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
