@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,16 +29,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import psycopg  # noqa: E402
 
-from ingest.migrate import migrate  # noqa: E402
-from managed_services.postgres import Postgres  # noqa: E402
 from mrv_engine.console import queries  # noqa: E402
-from mrv_engine.db import refresh_rollups  # noqa: E402
-from mrv_engine.seed import write  # noqa: E402
-from mrv_engine.timespan import day_start_ms  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_report", Path(__file__).resolve().parent / "report.py")
 assert _spec is not None and _spec.loader is not None
 report = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = report  # its dataclass looks itself up there
 _spec.loader.exec_module(report)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "console.json"
@@ -66,7 +60,7 @@ def every_row(conn: psycopg.Connection) -> Pages:
     envelopes = {r[0]: r[1:] for r in conn.execute(
         "SELECT device_id, count(*), min(seq), max(seq), max(received_at), max(device_time) FROM envelopes "
         "WHERE device_id = ANY(%s) GROUP BY device_id", [ids])}
-    readings = dict(conn.execute(
+    readings: dict[str, int] = dict(conn.execute(
         "SELECT device_id, count(*) FROM readings WHERE device_id = ANY(%s) GROUP BY device_id", [ids]).fetchall())
     periods = conn.execute(
         "SELECT date_trunc('month', e.device_time AT TIME ZONE 'UTC' + make_interval(mins => %s))::date, count(*) "
@@ -80,7 +74,7 @@ def every_row(conn: psycopg.Connection) -> Pages:
 
 
 def best_of(repeat: int, conninfo: str, pages: Callable[[psycopg.Connection], Pages]) -> tuple[float, Pages]:
-    best, result = float("inf"), ()
+    best, result = float("inf"), Pages()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for _ in range(repeat):
             began = time.perf_counter()
@@ -95,29 +89,10 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    start = day_start_ms(report.FIRST_DAY, report.OFFSET) - 60 * 60_000
-    work = Path(tempfile.mkdtemp(prefix="mrv-bench-console-"))
-    work.chmod(0o755)  # the server runs as the postgres user
-    try:
-        with Postgres(work / "pg") as pg:
-            pg.create_database("bench")
-            conninfo = pg.conninfo("bench")
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                migrate(conn)
-            data = report.recordings(args.devices, start, args.days * 1440 + 2 * 60)
-            held = data[0].device_time_ms >= data[0].device_time_ms[-1] - 3_600_000
-            with psycopg.connect(conninfo) as conn:
-                readings = write(conn, report.PROJECT, [r.select(~held) for r in data])
-            refresh_rollups(conninfo)
-            with psycopg.connect(conninfo) as conn:  # the last hour: touched since the refresh, read raw
-                readings += write(conn, report.PROJECT, [r.select(held) for r in data])
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE")
-            print(f"loaded {readings:,} readings of {args.devices} devices x {args.days} days", flush=True)
-            rows_s, rows = best_of(args.repeat, conninfo, every_row)
-            rollup_s, rollup = best_of(args.repeat, conninfo, with_rollups)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with report.loaded_database(args.devices, args.days, pack_last_hour=False) as loaded:
+        readings = loaded.readings
+        rows_s, rows = best_of(args.repeat, loaded.conninfo, every_row)
+        rollup_s, rollup = best_of(args.repeat, loaded.conninfo, with_rollups)
     equal = rows == rollup
     result = {"devices": args.devices, "days": args.days, "readings": readings, "every_row_s": round(rows_s, 3),
               "rollups_s": round(rollup_s, 3), "speedup": round(rows_s / rollup_s, 1), "equal": equal}

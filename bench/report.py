@@ -22,12 +22,15 @@ The two documents must be equal apart from the source they name. Results go to b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,54 @@ def _timed(conninfo: str, config: ProjectConfig, config_bytes: bytes, source: So
     return best, doc
 
 
+@dataclass(frozen=True)
+class Loaded:
+    conninfo: str
+    readings: int
+    load_s: float
+    full_refresh_s: float
+    packed_days: int
+    incremental_refresh_s: float | None  # None: the last hour is left unpacked
+
+
+@contextlib.contextmanager
+def loaded_database(devices: int, days: int, *, pack_last_hour: bool = True) -> Iterator[Loaded]:
+    """A throw-away PostgreSQL with the data set: all but its last hour written and packed, then the last
+    hour written (and packed, unless `pack_last_hour` is False: its day is then read raw), analysed."""
+    start = day_start_ms(FIRST_DAY, OFFSET) - 60 * 60_000  # an hour before the first period starts
+    minutes = days * 1440 + 2 * 60  # and an hour after it ends
+    work = Path(tempfile.mkdtemp(prefix="mrv-bench-report-"))
+    work.chmod(0o755)  # the server runs as the postgres user
+    try:
+        with Postgres(work / "pg") as pg:
+            pg.create_database("bench")
+            conninfo = pg.conninfo("bench")
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                migrate(conn)
+            data = recordings(devices, start, minutes)
+            held = data[0].device_time_ms >= data[0].device_time_ms[-1] - 3_600_000  # the last hour, sent later
+            began = time.perf_counter()
+            with psycopg.connect(conninfo) as conn:
+                readings = write(conn, PROJECT, [r.select(~held) for r in data])
+            load_s = time.perf_counter() - began
+            print(f"loaded {readings:,} readings of {devices} devices x {days} days in {load_s:.1f} s", flush=True)
+            began = time.perf_counter()
+            packed_days = refresh_rollups(conninfo)
+            full_refresh_s = time.perf_counter() - began
+            with psycopg.connect(conninfo) as conn:
+                readings += write(conn, PROJECT, [r.select(held) for r in data])
+            incremental_refresh_s = None
+            if pack_last_hour:
+                began = time.perf_counter()
+                refresh_rollups(conninfo)
+                incremental_refresh_s = time.perf_counter() - began
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+            yield Loaded(conninfo, readings, load_s, full_refresh_s, packed_days, incremental_refresh_s)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=100)
@@ -114,40 +165,14 @@ def main() -> int:
     spec = project(args.devices)
     config = load_project_config(spec)
     config_bytes = json.dumps(spec, default=str, sort_keys=True).encode()
-    start = day_start_ms(FIRST_DAY, OFFSET) - 60 * 60_000  # an hour before the first period starts
-    minutes = args.days * 1440 + 2 * 60  # and an hour after it ends
-    work = Path(tempfile.mkdtemp(prefix="mrv-bench-report-"))
-    work.chmod(0o755)  # the server runs as the postgres user
-    try:
-        with Postgres(work / "pg") as pg:
-            pg.create_database("bench")
-            conninfo = pg.conninfo("bench")
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                migrate(conn)
-            data = recordings(args.devices, start, minutes)
-            held = data[0].device_time_ms >= data[0].device_time_ms[-1] - 3_600_000  # the last hour, sent later
-            began = time.perf_counter()
-            with psycopg.connect(conninfo) as conn:
-                readings = write(conn, PROJECT, [r.select(~held) for r in data])
-            load_s = time.perf_counter() - began
-            print(f"loaded {readings:,} readings of {args.devices} devices x {args.days} days in {load_s:.1f} s",
-                  flush=True)
-            began = time.perf_counter()
-            packed_days = refresh_rollups(conninfo)
-            full_refresh_s = time.perf_counter() - began
-            with psycopg.connect(conninfo) as conn:
-                readings += write(conn, PROJECT, [r.select(held) for r in data])
-            began = time.perf_counter()
-            refresh_rollups(conninfo)
-            incremental_refresh_s = time.perf_counter() - began
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE")
-            print(f"rollups: full pack {full_refresh_s:.1f} s ({packed_days} device-days), "
-                  f"incremental after one more hour {incremental_refresh_s:.2f} s", flush=True)
-            scan_s, scan = _timed(conninfo, config, config_bytes, "scan", args.days, args.repeat)
-            rollup_s, rollup = _timed(conninfo, config, config_bytes, "rollup", args.days, args.repeat)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with loaded_database(args.devices, args.days) as loaded:
+        conninfo, readings = loaded.conninfo, loaded.readings
+        load_s, full_refresh_s = loaded.load_s, loaded.full_refresh_s
+        incremental_refresh_s = loaded.incremental_refresh_s or 0.0
+        print(f"rollups: full pack {full_refresh_s:.1f} s ({loaded.packed_days} device-days), "
+              f"incremental after one more hour {incremental_refresh_s:.2f} s", flush=True)
+        scan_s, scan = _timed(conninfo, config, config_bytes, "scan", args.days, args.repeat)
+        rollup_s, rollup = _timed(conninfo, config, config_bytes, "rollup", args.days, args.repeat)
     equal = {**scan, "source": None} == {**rollup, "source": None}
     result = {
         "target": "P5", "devices": args.devices, "days": args.days, "readings": readings,

@@ -45,7 +45,7 @@ from protocol.topics import BadReceipt, SeqSpan, parse_receipt, receipt_topic, s
 log = logging.getLogger(__name__)
 
 MIN_WINDOW = 10
-ACK_BATCH = 2000  # PUBACKs and receipted ranges written per flush at most ...
+ACK_BATCH = 2000  # PUBACKs and receipted ranges are written once this many are pending ...
 ACK_DELAY_S = 0.1  # ... or after this long, whichever comes first
 TICK_S = 0.5  # keepalive checks (ping, dead-link detection) this often; also the longest idle wait
 CLOSE_TIMEOUT_S = 2.0
