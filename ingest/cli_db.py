@@ -27,9 +27,10 @@ def main(argv: list[str], prog: str = "mrv db") -> int:
     status = commands.add_parser("status", help="schema version and storage mode",
                                  epilog=f"example: {prog} status")
     refresh = commands.add_parser(
-        "refresh-rollups", help="pack the days touched since the last refresh",
-        description="Reports pack new data themselves before reading; run this from a timer (or with --every) "
-                    "so that they find it packed.",
+        "refresh-rollups", help="pack the ended days touched since the last refresh",
+        description="The ingest workers do this every [rollups] interval_s, and `mrv report` before reading; "
+                    "run it here, or from a timer (--every), where the workers do not. A day is packed once "
+                    "it has ended (UTC); until then reports read its raw rows.",
         epilog=f"example: {prog} refresh-rollups --every 900")
     refresh.add_argument("--every", type=float, metavar="SECONDS",
                          help="keep refreshing, this long apart, until interrupted")

@@ -95,8 +95,8 @@ class PartitionsConfig(_Model):
 
 
 class RollupsConfig(_Model):
-    # The worker re-packs the days touched since the last refresh this often (0: it does not; then a
-    # timer, `mrv db refresh-rollups --every S`, or each report does). Each refresh re-packs whole days.
+    # The worker packs the ended days touched since the last refresh this often (0: it does not; then a
+    # timer, `mrv db refresh-rollups --every S`, or each report does).
     interval_s: float = Field(default=900.0, ge=0)
 
 

@@ -3,8 +3,9 @@
 Reports read whole UTC days from the packed rollups (`refresh_rollups()`, migrations 0005 and 0007) and
 raw rows only for the days touched since the last refresh, so a report is exact either way and fast
 when the rollups are current. The worker keeps them so: a thread calls `refresh_rollups()` every
-`rollups.interval_s` on a connection of its own. The function re-packs whole touched days under a row
-lock, so several workers (or a report refreshing too) take turns rather than collide. A failure is
+`rollups.interval_s` on a connection of its own. The function packs each touched day whole once it has
+ended (UTC; today's rows stay raw, migration 0009), under a row lock, so several workers (or a report
+refreshing too) take turns rather than collide. A failure is
 logged and counted and the next interval tries again: ingest itself never waits for a refresh.
 """
 

@@ -4,8 +4,9 @@ Two sources give the same data, reading for reading:
 
 * `"rollup"` reads each whole UTC day from the packed rollups (one readings frame per device and day,
   ingest/migrations/0007_reading_frames.sql; one row of envelopes per device and day of device time,
-  0005_rollups.sql) and raw rows only where needed: the partial days at the edges of the window, and
-  days touched by envelopes the last `refresh_rollups` has not packed yet.
+  0005_rollups.sql) and raw rows only where needed: the partial days at the edges of the window, days
+  touched by envelopes the last `refresh_rollups` has not packed yet, and days that have not ended
+  (deferred until they have, 0009_rollup_deferral.sql).
 * `"scan"` reads every raw reading of the window: the reference, and the benchmark's baseline.
 
 Per register, the window runs from the last usable reading at or before the period start to the first

@@ -222,11 +222,9 @@ class PeriodInfo(BaseModel):
 # ---------------------------------------------------------------- projects and devices
 
 
-# A device's newest envelope (highest seq), through the (device_id, seq) index: its arrival is the
-# device's "last seen". Counts come from the packed rollups (`envelope_counts`, `reading_counts`,
-# `envelope_months`, migration 0008), so no page scans every envelope or reading.
-_NEWEST_ENVELOPE = ("SELECT seq, received_at, device_time FROM envelopes e WHERE e.device_id = d.id "
-                    "ORDER BY seq DESC LIMIT 1")
+# Counts come from the packed rollups (`envelope_counts`, `reading_counts`, `envelope_months`, migration
+# 0008), so no page scans every envelope or reading. A device's "last seen" is the arrival of its newest
+# envelope (highest seq), found through the (device_id, seq) index.
 
 
 def _now(conn: psycopg.Connection) -> dt.datetime:
@@ -240,7 +238,8 @@ def list_projects(conn: psycopg.Connection, projects_dir: Path | None = None) ->
         "SELECT p.id, p.created_at, count(d.id), coalesce(sum(c.envelopes), 0), max(l.received_at) "
         "FROM projects p LEFT JOIN devices d ON d.project_id = p.id "
         "LEFT JOIN envelope_counts(ARRAY(SELECT id FROM devices)) c ON c.device_id = d.id "
-        f"LEFT JOIN LATERAL ({_NEWEST_ENVELOPE}) l ON true "
+        "LEFT JOIN LATERAL (SELECT received_at FROM envelopes e WHERE e.device_id = d.id "
+        "                   ORDER BY seq DESC LIMIT 1) l ON true "
         "GROUP BY p.id, p.created_at ORDER BY p.id").fetchall()
     return [Project(id=i, created_at=c, devices=d, envelopes=int(n), last_seen=s,
                     has_config=projects_dir is not None and (projects_dir / f"{i}.toml").is_file())
@@ -290,7 +289,8 @@ def list_devices(conn: psycopg.Connection, project_id: str | None = None, *, dev
     envelopes = {r[0]: r[1:] for r in conn.execute(
         "SELECT d.id, c.envelopes, f.seq, l.seq, l.received_at, t.device_time "
         "FROM devices d JOIN envelope_counts(%s) c ON c.device_id = d.id "
-        f"JOIN LATERAL ({_NEWEST_ENVELOPE}) l ON true "
+        "CROSS JOIN LATERAL (SELECT seq, received_at FROM envelopes e WHERE e.device_id = d.id "
+        "                    ORDER BY seq DESC LIMIT 1) l "
         "CROSS JOIN LATERAL (SELECT seq FROM envelopes e WHERE e.device_id = d.id ORDER BY seq LIMIT 1) f "
         "CROSS JOIN LATERAL (SELECT device_time FROM envelopes e WHERE e.device_id = d.id "
         "                    ORDER BY device_time DESC LIMIT 1) t", [ids])}

@@ -102,6 +102,30 @@ def test_late_data_and_days_not_refreshed_are_read_raw(pg_conninfo: str) -> None
     _same(_load(pg_conninfo, "rollup"), scan)
 
 
+def test_a_day_is_packed_once_it_has_ended(pg_conninfo: str) -> None:
+    """Refreshes during a day leave it to the raw rows (deferred) instead of re-packing it each time; the
+    first refresh after it has ended packs it. Reports read alike in every state (migration 0009)."""
+    store(pg_conninfo, [recording()])  # UTC days 05-31 .. 06-03
+    today = dt.date(2026, 6, 2)
+
+    def state(conn: psycopg.Connection) -> tuple[set[dt.date], set[dt.date], set[dt.date]]:
+        frames = {d for (d,) in conn.execute("SELECT day FROM readings_frames")}
+        envelope_days = {d for (d,) in conn.execute("SELECT day FROM envelopes_packed")}
+        pending = {d for (d,) in conn.execute("SELECT DISTINCT day FROM rollup_pending()")}
+        return frames, envelope_days, pending
+
+    with psycopg.connect(pg_conninfo, autocommit=True) as conn:
+        assert conn.execute("SELECT refresh_rollups(%s)", [today]).fetchone() == (2,)
+        closed, deferred = {dt.date(2026, 5, 31), dt.date(2026, 6, 1)}, {today, dt.date(2026, 6, 3)}
+        assert state(conn) == (closed, closed, deferred)
+        _same(_load(pg_conninfo, "rollup"), _load(pg_conninfo, "scan"))  # 06-02 read raw
+        assert conn.execute("SELECT refresh_rollups(%s)", [today]).fetchone() == (0,)  # later that day
+        assert state(conn) == (closed, closed, deferred)
+        assert conn.execute("SELECT refresh_rollups(%s)", [today + dt.timedelta(days=2)]).fetchone() == (2,)
+        assert state(conn) == (closed | deferred, closed | deferred, set())
+    _same(_load(pg_conninfo, "rollup"), _load(pg_conninfo, "scan"))
+
+
 def test_metrics_missing_from_some_envelopes_read_alike(pg_conninfo: str) -> None:
     # irradiance in every third envelope, power missing from every fifth: the frames are not dense
     rec = recording()
