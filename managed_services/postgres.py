@@ -141,6 +141,33 @@ class Postgres:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def start_standby(self, data_dir: Path, port: int | None = None, timeout: float = 60.0) -> Postgres:
+        """A streaming hot standby of this (running) cluster in `data_dir`, started: pg_basebackup of
+        everything, then replication as the superuser over TCP (the default pg_hba allows it from
+        127.0.0.1). It shares this cluster's roles and passwords, and refuses every write."""
+        standby = Postgres(data_dir, port, user=self.user, database=self.database)
+        standby.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(standby.data_dir, 0o755)  # noqa: S103 (the service user must reach pgdata and socket inside)
+        for directory in (standby.pgdata, standby.socket_dir):
+            directory.mkdir(mode=0o700, exist_ok=True)
+        _write_secret(standby.passfile, self.passfile.read_text())
+        # The server's own copy of the password it replicates with: it reads it as the service user.
+        replication_pass = standby.data_dir / "replication.pgpass"
+        _write_secret(replication_pass, f"127.0.0.1:{self.port}:*:{SUPERUSER}:{self._password_of(SUPERUSER)}\n")
+        if os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam(SERVICE_USER)
+            for path in (standby.pgdata, standby.socket_dir, replication_pass):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        source = f"host=127.0.0.1 port={self.port} user={SUPERUSER} passfile={replication_pass}"
+        result = subprocess.run(
+            [str(find_bindir() / "pg_basebackup"), "-D", str(standby.pgdata), "-d", source, "-R", "-X", "stream",
+             "-c", "fast"], capture_output=True, text=True, check=False, timeout=timeout, **self._as_service_user())
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed: {result.stderr.strip()[-2000:]}")
+        return standby.start(timeout)
+
     # -- administration -----------------------------------------------------------------------------
     def create_database(self, name: str, template: str | None = None) -> None:
         from psycopg import sql

@@ -99,8 +99,12 @@ def connect_pair(conninfo: str) -> Iterator[tuple[psycopg.Connection, psycopg.Co
 
 
 def refresh_rollups(conninfo: str) -> int:
-    """Pack the days touched since the last refresh (own transaction); returns the days packed."""
+    """Pack the days touched since the last refresh (own transaction); returns the days packed. On a hot
+    standby, which refuses writes, nothing: the primary's ingest workers keep the rollups it replays."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if standby is not None and standby[0]:
+            return 0
         row = conn.execute("SELECT refresh_rollups()").fetchone()
     return 0 if row is None else int(row[0])
 
