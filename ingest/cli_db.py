@@ -50,6 +50,10 @@ def main(argv: list[str], prog: str = "mrv db") -> int:
     except psycopg.OperationalError as e:
         print(f"{prog}: cannot connect to PostgreSQL: {str(e).strip()}", file=sys.stderr)
         return 1
+    except psycopg.errors.ReadOnlySqlTransaction:
+        print(f"{prog}: the server refuses writes (a hot standby?): run `{args.command}` against the primary",
+              file=sys.stderr)
+        return 1
     except IngestError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
